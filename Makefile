@@ -1,0 +1,48 @@
+# darkroom: `make demo` runs the restoration demo end to end; `make test` runs the suite.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(EXTRAS)
+EXTRAS ?= dev,gen
+
+.PHONY: install demo test test-fast lint format mypy bench clean all
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q torch==2.13.0  # the CPU build; an open range pulls CUDA
+	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/darkroom demo --out ./out
+
+test: install
+	$(BIN)/pytest -q tests
+
+test-fast: install
+	$(BIN)/pytest -q tests -m "not integration and not slow"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+mypy: install
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python -m bench
+
+all: lint test
+
+clean:
+	rm -rf $(VENV) out .darkroom .pytest_cache .mypy_cache .ruff_cache

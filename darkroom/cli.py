@@ -1,0 +1,44 @@
+"""The `darkroom` command. Each subcommand's module is imported only when it runs, so
+`darkroom submit` never pays for torch and `darkroom worker` never for the API."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+# command name -> "module:attribute" of a click command in our own packages
+COMMANDS: dict[str, tuple[str, str]] = {
+    "submit": ("producer.cli:submit", "queue jobs for images, files, folders or manifests"),
+    "status": ("producer.cli:status", "show a job or a batch"),
+    "queues": ("producer.cli:queues", "queue depth and in-flight jobs per tier and lane"),
+    "cancel": ("producer.cli:cancel", "cancel a queued or running job"),
+    "worker": ("workers.cli:worker", "run a worker for a tier and lane"),
+    "down": ("darkroom.local:down", "stop the embedded Redis this machine runs"),
+    "demo": ("darkroom.demo:demo", "run the restoration demo end to end"),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module_name, attr = COMMANDS[name][0].split(":")
+        command = getattr(importlib.import_module(module_name), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: Any) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="darkroom")
+def main() -> None:
+    """darkroom: batch AI image edits over Redis queues and GPU workers."""

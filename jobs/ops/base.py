@@ -1,0 +1,71 @@
+"""The catalogue's building blocks: params base, resource needs, op specs, registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from jobs.errors import SchemaError
+
+Precision = Literal["fp32", "bf16", "fp16", "fp8", "int8", "nf4"]
+
+
+class Params(BaseModel):
+    """Base of every op's params: unknown keys are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What an op needs to run.
+
+    `cpu` ops run anywhere. GPU ops list the minimum VRAM (GB) per precision; a tier
+    can run the op if it offers one of those precisions with at least that memory.
+    """
+
+    cpu: bool = True
+    vram_gb: dict[str, float] = field(default_factory=dict)
+
+
+CPU = Needs()
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    name: str
+    params: type[Params]
+    needs: Needs
+    summary: str
+    family: str = "classic"  # the `pipelines` module that implements it
+
+    def validate(self, raw: dict[str, Any]) -> Params:
+        try:
+            return self.params.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'params'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise SchemaError(f"op {self.name!r}: {problems}") from None
+
+
+CATALOGUE: dict[str, OpSpec] = {}
+
+
+def register(spec: OpSpec) -> OpSpec:
+    if spec.name in CATALOGUE:
+        raise ValueError(f"op {spec.name!r} is already in the catalogue")
+    CATALOGUE[spec.name] = spec
+    return spec
+
+
+
+def get_op(name: str) -> OpSpec:
+    try:
+        return CATALOGUE[name]
+    except KeyError:
+        known = ", ".join(sorted(CATALOGUE))
+        raise SchemaError(f"unknown op {name!r}; known ops: {known}") from None

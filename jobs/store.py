@@ -1,0 +1,272 @@
+"""Job state in Redis: one hash per job with a TTL, per-batch counters.
+
+Every state change is one Lua script, so the state, its timestamp and the batch
+counters move together, and a change the lifecycle forbids (a finished job started
+again, say) is refused by Redis itself, whatever races the workers run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+from jobs.errors import DarkroomError
+from jobs.keys import Keys
+from jobs.queues import list_key, render_message
+from jobs.schema import Job
+from jobs.states import TRANSITIONS, ErrorCode, JobState
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+_ENQUEUE = """
+local cur = redis.call('HGET', KEYS[1], 'state')
+if cur and cur ~= 'failed' and cur ~= 'canceled' then return cur end
+local has_batch = ARGV[4] == '1'
+if cur then
+  redis.call('HDEL', KEYS[1], 'error_code', 'error_message', 'finished_at', 'worker',
+             'progress', 'output', 'cancel_requested', 'started_at')
+  if has_batch then redis.call('HINCRBY', KEYS[2], cur, -1) end
+elseif has_batch then
+  redis.call('HINCRBY', KEYS[2], 'total', 1)
+end
+redis.call('HSET', KEYS[1], 'state', 'queued', 'queued_at', ARGV[1], 'updated_at', ARGV[1],
+           unpack(ARGV, 7))
+redis.call('HSETNX', KEYS[1], 'attempts', 0)
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+if has_batch then
+  redis.call('HINCRBY', KEYS[2], 'queued', 1)
+  redis.call('HSET', KEYS[3], ARGV[6], ARGV[5])
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
+  redis.call('EXPIRE', KEYS[3], ARGV[2])
+end
+redis.call('LPUSH', KEYS[4], ARGV[3])
+if cur then return 'requeued' end
+return 'new'
+"""
+
+_TRANSITION = """
+local cur = redis.call('HGET', KEYS[1], 'state')
+if not cur then return {0, ''} end
+local allowed = false
+for from in string.gmatch(ARGV[2], '[^,]+') do
+  if from == cur then allowed = true end
+end
+if not allowed then return {0, cur} end
+local to = ARGV[1]
+redis.call('HSET', KEYS[1], 'state', to, to .. '_at', ARGV[3], 'updated_at', ARGV[3])
+if ARGV[5] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
+if #ARGV > 5 then redis.call('HSET', KEYS[1], unpack(ARGV, 6)) end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+local batch = redis.call('HGET', KEYS[1], 'batch')
+if batch and batch ~= '' and cur ~= to then
+  redis.call('HINCRBY', KEYS[2], cur, -1)
+  redis.call('HINCRBY', KEYS[2], to, 1)
+end
+return {1, cur}
+"""
+
+
+class TransitionRefused(DarkroomError):
+    """The job is missing, or its state does not allow the change."""
+
+    def __init__(self, job_id: str, current: str | None, wanted: JobState) -> None:
+        self.current = JobState(current) if current else None
+        where = f"it is {current}" if current else "it does not exist (expired?)"
+        super().__init__(f"job {job_id} cannot become {wanted}: {where}")
+
+
+class JobRecord(BaseModel):
+    """What Redis knows of a job, as `darkroom status` and the API show it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    state: JobState
+    queue: str | None = None
+    batch: str | None = None
+    source: str | None = None
+    input: str | None = None
+    attempts: int = 0
+    worker: str | None = None
+    progress: float | None = None
+    output: str | None = None
+    error_code: ErrorCode | None = None
+    error_message: str | None = None
+    created_at: float | None = None
+    queued_at: float | None = None
+    running_at: float | None = None
+    succeeded_at: float | None = None
+    failed_at: float | None = None
+    canceled_at: float | None = None
+    retrying_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    cancel_requested: bool = False
+    result: dict[str, Any] | None = None
+
+    @classmethod
+    def from_hash(cls, raw: dict[bytes, bytes]) -> JobRecord:
+        data: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items() if k != b"job"}
+        if "result" in data:
+            data["result"] = json.loads(data["result"])
+        return cls.model_validate({k: v for k, v in data.items() if v != ""})
+
+
+@dataclass
+class EnqueueReport:
+    new: int = 0
+    requeued: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def queued(self) -> int:
+        return self.new + self.requeued
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One job ready to enqueue: where it goes and what the user called its source."""
+
+    job: Job
+    queue: str
+    source: str = ""
+
+
+def _allowed_from(to: JobState) -> str:
+    return ",".join(s for s, nxt in TRANSITIONS.items() if to in nxt)
+
+
+def _flatten(fields: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    for key, value in fields.items():
+        if value is None:
+            continue
+        if isinstance(value, dict | list):
+            value = json.dumps(value)
+        out += [key, str(value)]
+    return out
+
+
+class JobStore:
+    def __init__(self, redis: Redis, keys: Keys | None = None, ttl_s: int = 7 * 24 * 3600):
+        self.redis = redis
+        self.keys = keys or Keys()
+        self.ttl_s = ttl_s
+        self._enqueue = redis.register_script(_ENQUEUE)
+        self._transition = redis.register_script(_TRANSITION)
+
+    # -- producer side -------------------------------------------------------------
+
+    def enqueue(self, submissions: Iterable[Submission], chunk: int = 2000) -> EnqueueReport:
+        """Record and queue jobs, pipelined; jobs already queued, running or done are skipped.
+
+        State and message are written by one script per job: a job is never recorded
+        as queued without its message, nor queued twice.
+        """
+        report = EnqueueReport()
+        pending: list[Submission] = []
+        for sub in submissions:
+            pending.append(sub)
+            if len(pending) >= chunk:
+                self._enqueue_chunk(pending, report)
+                pending = []
+        if pending:
+            self._enqueue_chunk(pending, report)
+        return report
+
+    def _enqueue_chunk(self, subs: Sequence[Submission], report: EnqueueReport) -> None:
+        now = repr(time.time())
+        pipe = self.redis.pipeline(transaction=False)
+        for sub in subs:
+            job = sub.job
+            batch = job.batch or ""
+            payload = job.model_dump(mode="json", by_alias=True)
+            message = render_message(job.id, payload, sub.queue, job.priority)
+            fields = {"id": job.id, "queue": sub.queue, "batch": batch,
+                      "source": sub.source or job.input, "input": job.input,
+                      "created_at": repr(job.created_at), "job": json.dumps(payload)}
+            self._enqueue(
+                keys=[self.keys.job(job.id), self.keys.batch(batch), self.keys.batch_jobs(batch),
+                      list_key(sub.queue, job.priority)],
+                args=[now, self.ttl_s, message, "1" if batch else "0", sub.source or job.input,
+                      job.id, *_flatten(fields)],
+                client=pipe,
+            )
+        batches = {s.job.batch for s in subs if s.job.batch}
+        for name in batches:
+            pipe.sadd(self.keys.batches(), name)
+        for result in pipe.execute()[: len(subs)]:
+            outcome = result.decode() if isinstance(result, bytes) else str(result)
+            if outcome == "new":
+                report.new += 1
+            elif outcome == "requeued":
+                report.requeued += 1
+            else:
+                report.skipped[outcome] = report.skipped.get(outcome, 0) + 1
+
+    # -- worker side ---------------------------------------------------------------
+
+    def transition(self, job_id: str, to: JobState, *, batch: str | None = None,
+                   attempt: bool = False, **fields: Any) -> JobState:
+        """Move a job to `to`; returns the state it left. Raises `TransitionRefused`."""
+        ok, previous = self._transition(
+            keys=[self.keys.job(job_id), self.keys.batch(batch or "")],
+            args=[to.value, _allowed_from(to), repr(time.time()), self.ttl_s,
+                  "1" if attempt else "0", *_flatten(fields)],
+        )
+        previous = previous.decode() if isinstance(previous, bytes) else previous
+        if not ok:
+            raise TransitionRefused(job_id, previous or None, to)
+        return JobState(previous)
+
+    def set_progress(self, job_id: str, fraction: float) -> None:
+        self.redis.hset(self.keys.job(job_id), "progress", f"{fraction:.3f}")
+
+    def cancel(self, job_id: str) -> JobRecord | None:
+        """Cancel a queued job now; ask a running one to stop at its next step."""
+        try:
+            self.transition(job_id, JobState.CANCELED, error_code=ErrorCode.CANCELED.value,
+                            error_message="canceled before it started")
+        except TransitionRefused as refused:
+            if refused.current in (JobState.RUNNING, JobState.RETRYING):
+                self.redis.hset(self.keys.job(job_id), "cancel_requested", "1")
+        return self.get(job_id)
+
+    # -- reading -------------------------------------------------------------------
+
+    def get(self, job_id: str) -> JobRecord | None:
+        raw = self.redis.hgetall(self.keys.job(job_id))
+        return JobRecord.from_hash(raw) if raw else None
+
+    def get_many(self, job_ids: Sequence[str]) -> list[JobRecord | None]:
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(self.keys.job(job_id))
+        return [JobRecord.from_hash(raw) if raw else None for raw in pipe.execute()]
+
+    def states(self, job_ids: Sequence[str]) -> list[JobState | None]:
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hget(self.keys.job(job_id), "state")
+        return [JobState(s.decode()) if s else None for s in pipe.execute()]
+
+    def job(self, job_id: str) -> Job | None:
+        raw = self.redis.hget(self.keys.job(job_id), "job")
+        return Job.from_json(raw) if raw else None
+
+    def batch_counts(self, name: str) -> dict[str, int]:
+        raw = self.redis.hgetall(self.keys.batch(name))
+        counts = {state.value: 0 for state in JobState} | {"total": 0}
+        counts.update({k.decode(): int(v) for k, v in raw.items()})
+        return counts
+
+    def batch_members(self, name: str) -> dict[str, str]:
+        """job id -> source of every job in the batch."""
+        raw = self.redis.hgetall(self.keys.batch_jobs(name))
+        return {k.decode(): v.decode() for k, v in raw.items()}

@@ -1,0 +1,95 @@
+"""Tiers (card classes), lanes, queue names and routing.
+
+A queue is `<tier>.<lane>`, e.g. `a10.preview`. Routing picks the smallest tier
+that can run every step of a recipe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from jobs.errors import SchemaError
+from jobs.ops.base import get_op
+from jobs.schema import Lane, Recipe
+
+__all__ = ["DEFAULT_TIERS", "Lane", "Tier", "queue_name", "route"]
+
+
+class Tier(BaseModel):
+    """A class of worker: its memory, the precisions its variants run, its cards."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,30}$")
+    vram_gb: float = Field(ge=0, description="0 for the CPU tier")
+    precisions: tuple[str, ...] = ()
+    cards: tuple[str, ...] = Field((), description="GPU name fragments that map to this tier")
+
+    def can_run(self, op_name: str) -> bool:
+        needs = get_op(op_name).needs
+        if needs.cpu:
+            return True
+        return any(
+            precision in self.precisions and self.vram_gb >= gb
+            for precision, gb in needs.vram_gb.items()
+        )
+
+
+DEFAULT_TIERS: tuple[Tier, ...] = (
+    Tier(name="cpu", vram_gb=0, precisions=("fp32", "int8")),
+    Tier(
+        name="edge",
+        vram_gb=8,
+        precisions=("fp16", "int8", "nf4"),
+        cards=("RTX 3060", "RTX 4060", "RTX A2000", "RTX 2000", "RTX 3070", "RTX 4070", "T4"),
+    ),
+    Tier(
+        name="a10",
+        vram_gb=24,
+        precisions=("fp16", "bf16", "fp8", "int8", "nf4"),
+        cards=("A10", "L4", "RTX 6000", "RTX 4090", "RTX 3090", "L40"),
+    ),
+    Tier(
+        name="a100",
+        vram_gb=80,
+        precisions=("bf16", "fp16", "fp8", "int8", "nf4"),
+        cards=("A100", "H100", "H200", "H800", "A800", "B200", "GH200"),
+    ),
+)
+
+
+def queue_name(tier: str | Tier, lane: str | Lane) -> str:
+    name = tier.name if isinstance(tier, Tier) else tier
+    return f"{name}.{Lane(lane).value}"
+
+
+def all_queues(tiers: Iterable[Tier]) -> list[str]:
+    return [queue_name(t, lane) for t in tiers for lane in Lane]
+
+
+def sorted_tiers(tiers: Iterable[Tier]) -> list[Tier]:
+    return sorted(tiers, key=lambda t: t.vram_gb)
+
+
+def route(recipe: Recipe, tiers: Sequence[Tier] = DEFAULT_TIERS) -> Tier:
+    """The smallest tier that can run every step of `recipe`."""
+    for tier in sorted_tiers(tiers):
+        if all(tier.can_run(step.op) for step in recipe.steps):
+            return tier
+    ops = ", ".join(step.op for step in recipe.steps)
+    raise SchemaError(f"no tier can run every step of [{ops}]; configured: "
+                      + ", ".join(t.name for t in tiers))
+
+
+def tier_named(name: str, tiers: Sequence[Tier] = DEFAULT_TIERS) -> Tier:
+    for tier in tiers:
+        if tier.name == name:
+            return tier
+    raise SchemaError(f"unknown tier {name!r}; configured: " + ", ".join(t.name for t in tiers))
+
+
+def next_larger(tier: Tier, tiers: Sequence[Tier] = DEFAULT_TIERS) -> Tier | None:
+    larger = [t for t in sorted_tiers(tiers) if t.vram_gb > tier.vram_gb]
+    return larger[0] if larger else None

@@ -1,0 +1,1 @@
+"""Image operations, one module per op family. Knows nothing of Celery, Redis or storage."""

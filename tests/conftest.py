@@ -1,0 +1,8 @@
+"""Fixtures shared by every layer. Each fixture module under tests/fixtures/ is a plugin."""
+
+pytest_plugins = [
+    "tests.fixtures.redis",
+    "tests.fixtures.s3",
+    "tests.fixtures.photos",
+    "tests.fixtures.workers",
+]
