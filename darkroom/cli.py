@@ -15,6 +15,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "queues": ("producer.cli:queues", "queue depth and in-flight jobs per tier and lane"),
     "cancel": ("producer.cli:cancel", "cancel a queued or running job"),
     "worker": ("workers.cli:worker", "run a worker for a tier and lane"),
+    "models": ("darkroom.models:models", "publish, list, promote and verify models"),
+    "autoscale": ("workers.autoscale.cli:autoscale", "size worker pools from queue depth"),
+    "schedule": ("producer.schedule:schedule", "list and run scheduled restorations"),
     "down": ("darkroom.local:down", "stop the embedded Redis this machine runs"),
     "demo": ("darkroom.demo:demo", "run the restoration demo end to end"),
 }

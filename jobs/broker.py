@@ -96,22 +96,41 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def start_redis(data_dir: Path, port: int | None = None, *, persistent: bool = True,
-                timeout: float = 10.0) -> EmbeddedRedis:
+def start_redis(
+    data_dir: Path, port: int | None = None, *, persistent: bool = True, timeout: float = 10.0
+) -> EmbeddedRedis:
     """Start a redis-server on 127.0.0.1 in its own session; wait until it answers."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    args = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-            "--dir", str(data_dir.resolve()), "--save", "",
-            "--appendonly", "yes" if persistent else "no",
-            "--logfile", str((data_dir / "redis.log").resolve())]
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    args = [
+        redis_server_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data_dir.resolve()),
+        "--save",
+        "",
+        "--appendonly",
+        "yes" if persistent else "no",
+        "--logfile",
+        str((data_dir / "redis.log").resolve()),
+    ]
+    proc = subprocess.Popen(
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     server = EmbeddedRedis(proc.pid, port, data_dir)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise ConfigError(f"redis-server exited with {proc.returncode}; see {data_dir}/redis.log")
+            raise ConfigError(
+                f"redis-server exited with {proc.returncode}; see {data_dir}/redis.log"
+            )
         if ping(server.url, timeout=0.2):
             return server
         time.sleep(0.02)
@@ -154,5 +173,6 @@ def redis_url(settings: Settings) -> str:
 def connect(settings: Settings) -> Redis:
     import redis
 
-    return redis.Redis.from_url(redis_url(settings), socket_timeout=30,
-                                socket_connect_timeout=5, health_check_interval=10)
+    return redis.Redis.from_url(
+        redis_url(settings), socket_timeout=30, socket_connect_timeout=5, health_check_interval=10
+    )

@@ -70,6 +70,13 @@ class StorageUnavailable(JobError):
 
 ERRORS_BY_CODE: dict[ErrorCode, type[JobError]] = {
     cls.code: cls
-    for cls in (InputInvalid, InputTooLarge, FaceNotFound, ModelUnavailable, OutOfMemory,
-                JobTimeout, JobCanceled)
+    for cls in (
+        InputInvalid,
+        InputTooLarge,
+        FaceNotFound,
+        ModelUnavailable,
+        OutOfMemory,
+        JobTimeout,
+        JobCanceled,
+    )
 }

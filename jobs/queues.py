@@ -35,14 +35,28 @@ def list_keys(queue: str) -> list[str]:
 
 def render_message(job_id: str, job: dict[str, object], queue: str, priority: int) -> str:
     """The JSON that kombu's Redis transport keeps in a list for one render task."""
-    body = json.dumps([[], {"job": job}, {"callbacks": None, "errbacks": None,
-                                           "chain": None, "chord": None}])
+    body = json.dumps(
+        [[], {"job": job}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+    )
     headers = {
-        "lang": "py", "task": RENDER_TASK, "id": job_id, "shadow": None, "eta": None,
-        "expires": None, "group": None, "group_index": None, "retries": 0,
-        "timelimit": [None, None], "root_id": job_id, "parent_id": None,
-        "argsrepr": "()", "kwargsrepr": f"{{'job': {job_id!r}}}", "origin": _ORIGIN,
-        "ignore_result": True, "replaced_task_nesting": 0, "stamped_headers": None,
+        "lang": "py",
+        "task": RENDER_TASK,
+        "id": job_id,
+        "shadow": None,
+        "eta": None,
+        "expires": None,
+        "group": None,
+        "group_index": None,
+        "retries": 0,
+        "timelimit": [None, None],
+        "root_id": job_id,
+        "parent_id": None,
+        "argsrepr": "()",
+        "kwargsrepr": f"{{'job': {job_id!r}}}",
+        "origin": _ORIGIN,
+        "ignore_result": True,
+        "replaced_task_nesting": 0,
+        "stamped_headers": None,
         "stamps": {},
     }
     properties = {
@@ -55,13 +69,15 @@ def render_message(job_id: str, job: dict[str, object], queue: str, priority: in
         # Unique per send: kombu keys its unacked hash by this tag.
         "delivery_tag": os.urandom(16).hex(),
     }
-    return json.dumps({
-        "body": base64.b64encode(body.encode()).decode(),
-        "content-encoding": "utf-8",
-        "content-type": "application/json",
-        "headers": headers,
-        "properties": properties,
-    })
+    return json.dumps(
+        {
+            "body": base64.b64encode(body.encode()).decode(),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": headers,
+            "properties": properties,
+        }
+    )
 
 
 def decode_unacked(raw: bytes | str) -> tuple[str | None, str | None]:
@@ -71,4 +87,3 @@ def decode_unacked(raw: bytes | str) -> tuple[str | None, str | None]:
         return message["headers"]["id"], routing_key
     except (ValueError, KeyError, TypeError):
         return None, None
-

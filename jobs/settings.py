@@ -56,6 +56,20 @@ class Settings(BaseSettings):
     heartbeat_ttl_s: float = Field(4.0, gt=0, description="a silent worker is dead after this")
     max_attempts: int = Field(3, ge=1, description="deliveries of one job before it fails")
 
+    # Models: the store they are published to, and each worker's pull-through cache.
+    model_store: str | None = Field(
+        None, description="folder or s3://bucket/prefix; None: <home>/models"
+    )
+    model_cache: Path | None = Field(None, description="None: <home>/model-cache")
+    model_cache_max_gb: float = Field(100.0, gt=0)
+    model_budget_gb: float | None = Field(
+        None, gt=0, description="memory for resident models; None: the card's (or a share of RAM)"
+    )
+
+    # Metrics: a folder for prometheus-client's multiprocess mode (emptied at start).
+    metrics_dir: Path | None = None
+    metrics_port: int | None = Field(None, ge=1, le=65535)
+
     # Tiers: defaults unless a file lists them.
     tiers_file: Path | None = None
 
@@ -63,6 +77,12 @@ class Settings(BaseSettings):
         if self.tiers_file is None:
             return DEFAULT_TIERS
         return load_tiers(self.tiers_file)
+
+    def model_store_uri(self) -> str:
+        return self.model_store or str((self.home / "models").resolve())
+
+    def model_cache_dir(self) -> Path:
+        return self.model_cache or self.home / "model-cache"
 
     def check(self) -> Settings:
         if self.visibility_timeout_s <= self.render_time_limit_s:
@@ -107,6 +127,9 @@ def load_settings(**overrides: Any) -> Settings:
             raise ConfigError(f"{config}: expected a mapping of settings")
         base.update(loaded)
     env = Settings()
-    merged = {**base, **env.model_dump(exclude_unset=True), **{
-        k: v for k, v in overrides.items() if v is not None}}
+    merged = {
+        **base,
+        **env.model_dump(exclude_unset=True),
+        **{k: v for k, v in overrides.items() if v is not None},
+    }
     return Settings(**merged).check()

@@ -188,14 +188,31 @@ class JobStore:
             batch = job.batch or ""
             payload = job.model_dump(mode="json", by_alias=True)
             message = render_message(job.id, payload, sub.queue, job.priority)
-            fields = {"id": job.id, "queue": sub.queue, "batch": batch,
-                      "source": sub.source or job.input, "input": job.input,
-                      "created_at": repr(job.created_at), "job": json.dumps(payload)}
+            fields = {
+                "id": job.id,
+                "queue": sub.queue,
+                "batch": batch,
+                "source": sub.source or job.input,
+                "input": job.input,
+                "created_at": repr(job.created_at),
+                "job": json.dumps(payload),
+            }
             self._enqueue(
-                keys=[self.keys.job(job.id), self.keys.batch(batch), self.keys.batch_jobs(batch),
-                      list_key(sub.queue, job.priority)],
-                args=[now, self.ttl_s, message, "1" if batch else "0", sub.source or job.input,
-                      job.id, *_flatten(fields)],
+                keys=[
+                    self.keys.job(job.id),
+                    self.keys.batch(batch),
+                    self.keys.batch_jobs(batch),
+                    list_key(sub.queue, job.priority),
+                ],
+                args=[
+                    now,
+                    self.ttl_s,
+                    message,
+                    "1" if batch else "0",
+                    sub.source or job.input,
+                    job.id,
+                    *_flatten(fields),
+                ],
                 client=pipe,
             )
         batches = {s.job.batch for s in subs if s.job.batch}
@@ -212,13 +229,26 @@ class JobStore:
 
     # -- worker side ---------------------------------------------------------------
 
-    def transition(self, job_id: str, to: JobState, *, batch: str | None = None,
-                   attempt: bool = False, **fields: Any) -> JobState:
+    def transition(
+        self,
+        job_id: str,
+        to: JobState,
+        *,
+        batch: str | None = None,
+        attempt: bool = False,
+        **fields: Any,
+    ) -> JobState:
         """Move a job to `to`; returns the state it left. Raises `TransitionRefused`."""
         ok, previous = self._transition(
             keys=[self.keys.job(job_id), self.keys.batch(batch or "")],
-            args=[to.value, _allowed_from(to), repr(time.time()), self.ttl_s,
-                  "1" if attempt else "0", *_flatten(fields)],
+            args=[
+                to.value,
+                _allowed_from(to),
+                repr(time.time()),
+                self.ttl_s,
+                "1" if attempt else "0",
+                *_flatten(fields),
+            ],
         )
         previous = previous.decode() if isinstance(previous, bytes) else previous
         if not ok:
@@ -231,8 +261,12 @@ class JobStore:
     def cancel(self, job_id: str) -> JobRecord | None:
         """Cancel a queued job now; ask a running one to stop at its next step."""
         try:
-            self.transition(job_id, JobState.CANCELED, error_code=ErrorCode.CANCELED.value,
-                            error_message="canceled before it started")
+            self.transition(
+                job_id,
+                JobState.CANCELED,
+                error_code=ErrorCode.CANCELED.value,
+                error_message="canceled before it started",
+            )
         except TransitionRefused as refused:
             if refused.current in (JobState.RUNNING, JobState.RETRYING):
                 self.redis.hset(self.keys.job(job_id), "cancel_requested", "1")

@@ -79,8 +79,9 @@ def route(recipe: Recipe, tiers: Sequence[Tier] = DEFAULT_TIERS) -> Tier:
         if all(tier.can_run(step.op) for step in recipe.steps):
             return tier
     ops = ", ".join(step.op for step in recipe.steps)
-    raise SchemaError(f"no tier can run every step of [{ops}]; configured: "
-                      + ", ".join(t.name for t in tiers))
+    raise SchemaError(
+        f"no tier can run every step of [{ops}]; configured: " + ", ".join(t.name for t in tiers)
+    )
 
 
 def tier_named(name: str, tiers: Sequence[Tier] = DEFAULT_TIERS) -> Tier:

@@ -62,7 +62,6 @@ def register(spec: OpSpec) -> OpSpec:
     return spec
 
 
-
 def get_op(name: str) -> OpSpec:
     try:
         return CATALOGUE[name]
