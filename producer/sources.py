@@ -1,0 +1,217 @@
+"""SOURCE arguments -> the images a batch edits.
+
+A source is an image file, a folder (searched recursively for images, hidden files
+skipped, sorted), a glob, an `s3://bucket/prefix`, an `https://` URL, or a manifest:
+`.txt` (one path or URI per line, `#` comments) or `.jsonl` (objects with `input`,
+`uri` or `source`, and optionally `name`). Each image keeps the `source` the user
+would recognise and a `name`: its path under the folder given, without extension,
+which becomes its output key (`shoot/day1/IMG_1.jpg` -> `day1/IMG_1`).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
+
+from jobs.errors import SchemaError
+
+if TYPE_CHECKING:
+    from jobs.settings import Settings
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".jfif"}
+)
+MANIFEST_EXTENSIONS = frozenset({".txt", ".jsonl"})
+REMOTE_SCHEMES = ("s3://", "https://")
+GLOB_CHARS = frozenset("*?[")
+JSONL_KEYS = ("input", "uri", "source")
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    """One image to edit: its URI, how the user named it, and its output key."""
+
+    uri: str
+    source: str
+    name: str
+
+
+def expand_sources(args: Sequence[str], settings: Settings | None = None) -> list[SourceItem]:
+    """Every image the arguments name, in order, with unique names; never empty."""
+    items: list[SourceItem] = []
+    for arg in args:
+        items += _expand(arg, settings)
+    items = _unique(items)
+    if not items:
+        raise SchemaError("no images found in " + ", ".join(args) if args else "no sources given")
+    return items
+
+
+def _expand(arg: str, settings: Settings | None) -> list[SourceItem]:
+    if arg.startswith("s3://"):
+        return list(_s3(arg, settings))
+    if arg.startswith("https://"):
+        return [SourceItem(arg, arg, _stem(urlparse(arg).path) or "image")]
+    if arg.startswith("http://"):
+        raise SchemaError(f"{arg}: only https:// URLs are fetched")
+    path = Path(unquote(urlparse(arg).path)) if arg.startswith("file://") else Path(arg)
+    if path.is_dir():
+        return list(_directory(path, arg))
+    if path.is_file():
+        if path.suffix.lower() in MANIFEST_EXTENSIONS:
+            return list(_manifest(path))
+        return [SourceItem(local_uri(path), arg, _stem(path.name))]
+    if GLOB_CHARS & set(arg):
+        return list(_glob(arg))
+    raise SchemaError(f"{arg}: no such file or directory")
+
+
+def local_uri(path: str | Path) -> str:
+    """The absolute `file://` URI of a local path."""
+    return Path(path).resolve().as_uri()
+
+
+def destination_uri(out: str) -> str:
+    """An output folder as a URI ending in '/': `file:///abs/dir/` or `s3://bucket/prefix/`."""
+    if out.startswith("s3://"):
+        if not urlparse(out).netloc:
+            raise SchemaError(f"--out {out}: name a bucket, as in s3://bucket/prefix")
+        return out.rstrip("/") + "/"
+    if out.startswith("file://"):
+        out = unquote(urlparse(out).path)
+    elif "://" in out:
+        raise SchemaError(f"--out {out}: give a folder or s3://bucket/prefix")
+    return local_uri(out).rstrip("/") + "/"
+
+
+def is_image(name: str) -> bool:
+    return PurePosixPath(name).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _stem(name: str) -> str:
+    """A file name without its extension."""
+    leaf = PurePosixPath(name).name
+    return leaf[: -len(PurePosixPath(leaf).suffix)] if PurePosixPath(leaf).suffix else leaf
+
+
+def _key(relative: str) -> str:
+    """A relative path as an output key: POSIX, no extension, nothing unsafe."""
+    parts = [p for p in relative.replace("\\", "_").split("/") if p not in ("", ".", "..")]
+    if not parts:
+        return "image"
+    parts[-1] = _stem(parts[-1]) or "image"
+    return "/".join(parts)[:500]
+
+
+def _directory(root: Path, arg: str) -> Iterator[SourceItem]:
+    found: list[str] = []
+    for here, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        rel_dir = Path(here).relative_to(root).as_posix()
+        for name in files:
+            if not name.startswith(".") and is_image(name):
+                found.append(name if rel_dir == "." else f"{rel_dir}/{name}")
+    for rel in sorted(found):
+        yield SourceItem(local_uri(root / rel), os.path.join(arg, rel), _key(rel))
+
+
+def _glob(pattern: str) -> Iterator[SourceItem]:
+    base_parts: list[str] = []
+    for part in Path(pattern).parts[:-1]:
+        if GLOB_CHARS & set(part):
+            break
+        base_parts.append(part)
+    base = Path(*base_parts) if base_parts else Path(".")
+    for match in sorted(glob.glob(pattern, recursive=True)):
+        if Path(match).is_file() and is_image(match):
+            rel = Path(match).resolve().relative_to(base.resolve()).as_posix()
+            yield SourceItem(local_uri(match), match, _key(rel))
+
+
+def _manifest(path: Path) -> Iterator[SourceItem]:
+    jsonl = path.suffix.lower() == ".jsonl"
+    with path.open(encoding="utf-8") as lines:
+        for lineno, line in enumerate(lines, start=1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            where = f"{path}:{lineno}"
+            entry, name = _jsonl_entry(text, where) if jsonl else (text, None)
+            yield _manifest_item(entry, name, path.parent, where)
+
+
+def _jsonl_entry(text: str, where: str) -> tuple[str, str | None]:
+    try:
+        row: Any = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SchemaError(f"{where}: not valid JSON ({exc.msg})") from None
+    if not isinstance(row, dict):
+        raise SchemaError(f"{where}: expected an object with one of {', '.join(JSONL_KEYS)}")
+    entry = next((row[k] for k in JSONL_KEYS if isinstance(row.get(k), str)), None)
+    if entry is None:
+        raise SchemaError(f"{where}: no {' / '.join(JSONL_KEYS)} string in {text[:80]}")
+    name = row.get("name")
+    if name is not None and not isinstance(name, str):
+        raise SchemaError(f"{where}: 'name' must be a string")
+    return entry, name
+
+
+def _manifest_item(entry: str, name: str | None, base: Path, where: str) -> SourceItem:
+    if entry.startswith(REMOTE_SCHEMES):
+        uri = entry
+        leaf = urlparse(entry).path
+    else:
+        local = Path(unquote(urlparse(entry).path)) if entry.startswith("file://") else Path(entry)
+        local = local if local.is_absolute() else base / local
+        if not local.is_file():
+            raise SchemaError(f"{where}: {entry}: no such file")
+        uri, leaf = local_uri(local), local.name
+    return SourceItem(uri, entry, _key(name) if name else _key(_stem(leaf)))
+
+
+def _s3(arg: str, settings: Settings | None) -> Iterator[SourceItem]:
+    if settings is None:
+        raise SchemaError(f"{arg}: listing S3 needs settings (endpoint, credentials)")
+    from storage import open_location
+
+    bucket = urlparse(arg).netloc
+    storage, prefix = open_location(arg, settings)
+    if is_image(prefix) and storage.exists(prefix):
+        yield SourceItem(arg, arg, _stem(prefix))
+        return
+    folder = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
+    for key in sorted(storage.list(folder)):
+        leaf = PurePosixPath(key).name
+        if key.endswith("/") or leaf.startswith(".") or not is_image(key):
+            continue
+        rel = key[len(folder) :]
+        yield SourceItem(f"s3://{bucket}/{key}", f"s3://{bucket}/{key}", _key(rel))
+
+
+def _unique(items: list[SourceItem]) -> list[SourceItem]:
+    """Drop repeats of a URI; give later items whose name is taken `name-2`, `name-3`..."""
+    seen_uris: set[str] = set()
+    kept = []
+    for item in items:
+        if item.uri not in seen_uris:
+            seen_uris.add(item.uri)
+            kept.append(item)
+    taken = {item.name for item in kept}
+    used: set[str] = set()
+    out = []
+    for item in kept:
+        name = item.name
+        if name in used:
+            n = 2
+            while f"{item.name}-{n}" in taken or f"{item.name}-{n}" in used:
+                n += 1
+            name = f"{item.name}-{n}"
+        used.add(name)
+        out.append(replace(item, name=name) if name != item.name else item)
+    return out

@@ -1,0 +1,1 @@
+"""Celery workers: the app, the render task, lanes, GPU pinning, heartbeats and sweeps."""

@@ -1,0 +1,90 @@
+"""The Celery app, configured from `Settings` with the behaviour FACTS.md measured.
+
+- prefetch 1 and late acks: a worker holds one job at a time and acks it only when done;
+- reject on worker lost: a killed child's job goes back on its queue;
+- priorities 0-9 on separate Redis lists (`sep=":"`), consumed in `-Q` order;
+- visibility timeout above the longest render, or a long render runs twice;
+- JSON only; no result backend (job state lives in darkroom's own Redis hash).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from celery import Celery
+
+from jobs.broker import redis_url
+from jobs.queues import PRIORITY_STEPS, SEP
+from jobs.settings import Settings
+
+
+def celery_config(settings: Settings, broker_url: str) -> dict[str, Any]:
+    return {
+        "broker_url": broker_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            "sep": SEP,
+            "priority_steps": list(PRIORITY_STEPS),
+            "queue_order_strategy": "priority",
+            "visibility_timeout": settings.visibility_timeout_s,
+            "unacked_restore_interval": 1,
+            "unacked_restore_throttle": 1,
+            "socket_timeout": 30,
+            "health_check_interval": 10,
+        },
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        "task_time_limit": settings.render_time_limit_s + 30,
+        "task_soft_time_limit": settings.render_time_limit_s,
+        "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        "worker_enable_remote_control": True,
+    }
+
+
+def create_app(settings: Settings) -> Celery:
+    """A Celery app bound to `settings`; importing `workers.tasks` registers the task."""
+    app = Celery("darkroom", set_as_current=True)
+    app.conf.update(celery_config(settings, redis_url(settings)))
+    app.conf.darkroom_settings = settings
+    import workers.tasks
+
+    workers.tasks.bind(app)
+    _beat_while_serving(app, settings)
+    return app
+
+
+def _beat_while_serving(app: Celery, settings: Settings) -> None:
+    """Start the heartbeat (and dead-worker sweep) when the worker is ready."""
+    from celery import signals
+
+    from jobs.broker import connect
+    from jobs.keys import Keys
+    from workers.heartbeat import Heartbeat
+
+    beats: list[Heartbeat] = []
+
+    @signals.worker_ready.connect(weak=False)
+    def start(sender: Any = None, **_: Any) -> None:
+        tier = app.conf.get("darkroom_tier")
+        beat = Heartbeat(
+            redis=connect(settings), keys=Keys(settings.key_prefix), hostname=sender.hostname,
+            info={"tier": tier.name if tier else None,
+                  "queues": app.conf.get("darkroom_queues", []), "started_at": time.time()},
+            interval_s=settings.heartbeat_interval_s, ttl_s=settings.heartbeat_ttl_s,
+        )
+        beat.start()
+        beats.append(beat)
+
+    @signals.worker_shutdown.connect(weak=False)
+    def stop(**_: Any) -> None:
+        for beat in beats:
+            beat.stop()

@@ -1,0 +1,106 @@
+"""`darkroom worker`: run Celery workers for one tier and its lanes.
+
+`--lane both` runs two Celery workers as child processes: a dedicated preview consumer
+(one slot, threads pool) and the final consumer (`--concurrency` slots, prefork), so a
+preview never waits behind a final render.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from jobs.errors import DarkroomError
+from jobs.schema import Lane
+from jobs.settings import load_settings
+from jobs.tiers import DEFAULT_TIERS, queue_name
+
+TIER_CHOICES = ["auto", *(t.name for t in DEFAULT_TIERS)]
+
+
+@click.command()
+@click.option("--tier", default="auto", show_default=True,
+              help="tier to serve: auto (from the visible GPU) or a configured tier name")
+@click.option("--lane", type=click.Choice(["preview", "final", "both"]), default="both",
+              show_default=True)
+@click.option("--concurrency", "-c", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="final-lane slots (the preview lane always has its own one)")
+@click.option("--gpu", type=int, default=None, help="pin to this GPU index (CUDA_VISIBLE_DEVICES)")
+@click.option("--pool", type=click.Choice(["prefork", "threads", "solo"]), default=None,
+              help="Celery pool; default: threads for preview, prefork for final")
+@click.option("--name", default=None, help="worker name (default: <tier>-<lane>-<pid>)")
+@click.option("--loglevel", default="info", show_default=True)
+def worker(tier: str, lane: str, concurrency: int, gpu: int | None, pool: str | None,
+           name: str | None, loglevel: str) -> None:
+    """Run a worker for a tier and lane."""
+    try:
+        settings = load_settings()
+        from workers.gpu import choose_tier
+
+        chosen, card = choose_tier(tier, gpu, settings.tiers())
+    except DarkroomError as exc:
+        raise click.ClickException(str(exc)) from None
+    if card is not None and gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(card.index)
+    if lane == "both":
+        sys.exit(_supervise(chosen.name, concurrency, gpu, loglevel, name))
+    where = f"GPU {card.index} ({card.name}, {card.memory_gb:.0f} GB)" if card else "CPU"
+    click.echo(f"darkroom worker: tier {chosen.name}, lane {lane}, on {where}", err=True)
+    run_celery_worker(settings, chosen.name, Lane(lane), concurrency, pool, name, loglevel)
+
+
+def run_celery_worker(settings: object, tier_name: str, lane: Lane, concurrency: int,
+                      pool: str | None, name: str | None, loglevel: str) -> None:
+    from jobs.settings import Settings
+    from jobs.tiers import tier_named
+    from workers.app import create_app
+
+    assert isinstance(settings, Settings)
+    tier = tier_named(tier_name, settings.tiers())
+    queue = queue_name(tier, lane)
+    app = create_app(settings)
+    app.conf.darkroom_tier = tier
+    app.conf.darkroom_queues = [queue]
+    if lane is Lane.PREVIEW:
+        pool, concurrency = pool or "threads", 1
+    hostname = f"{name or f'{tier.name}-{lane.value}-{os.getpid()}'}@{socket.gethostname()}"
+    app.worker_main([
+        "worker", "-Q", queue, "-c", str(concurrency), "-P", pool or "prefork",
+        "-n", hostname, "--loglevel", loglevel, "--without-gossip", "--without-mingle",
+    ])
+
+
+def _supervise(tier: str, concurrency: int, gpu: int | None, loglevel: str,
+               name: str | None) -> int:
+    """Run the preview and final workers as children; stop both when either ends."""
+    base = [sys.executable, "-m", "darkroom", "worker", "--tier", tier, "--loglevel", loglevel]
+    if gpu is not None:
+        base += ["--gpu", str(gpu)]
+    children = []
+    for lane, slots in (("preview", 1), ("final", concurrency)):
+        argv = [*base, "--lane", lane, "--concurrency", str(slots)]
+        if name:
+            argv += ["--name", f"{name}-{lane}"]
+        children.append(subprocess.Popen(argv, cwd=Path.cwd()))
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, forward)
+    while all(child.poll() is None for child in children):
+        time.sleep(0.2)
+    forward(signal.SIGTERM, None)
+    deadline = time.monotonic() + 60
+    for child in children:
+        child.wait(timeout=max(deadline - time.monotonic(), 1))
+    return max(abs(child.returncode or 0) for child in children)

@@ -1,0 +1,53 @@
+"""What a worker process holds: settings, tier, its Redis and job store, resident models.
+
+Built lazily in each process after the fork (Redis connections and models must not be
+shared with the parent), and once: a task never loads a model or opens a connection.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from jobs.broker import connect
+from jobs.keys import Keys
+from jobs.settings import Settings
+from jobs.store import JobStore
+from jobs.tiers import Tier
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    tier: Tier
+    redis: Redis
+    store: JobStore
+    keys: Keys
+    _models: Any = field(default=None, repr=False)
+
+    @property
+    def models(self) -> Any:
+        """The process's resident model cache, created on the first generative job."""
+        if self._models is None:
+            from workers.resident import ResidentModels
+
+            self._models = ResidentModels.from_settings(self.settings, self.tier)
+        return self._models
+
+
+_runtime: tuple[int, Runtime] | None = None
+
+
+def runtime(settings: Settings, tier: Tier) -> Runtime:
+    """This process's runtime (a fresh one in a forked child)."""
+    global _runtime
+    if _runtime is None or _runtime[0] != os.getpid():
+        keys = Keys(settings.key_prefix)
+        redis = connect(settings)
+        store = JobStore(redis, keys, ttl_s=settings.job_ttl_s)
+        _runtime = (os.getpid(), Runtime(settings, tier, redis, store, keys))
+    return _runtime[1]
