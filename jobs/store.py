@@ -239,14 +239,21 @@ class JobStore:
         *,
         batch: str | None = None,
         attempt: bool = False,
+        only_from: Iterable[JobState] | None = None,
         **fields: Any,
     ) -> JobState:
-        """Move a job to `to`; returns the state it left. Raises `TransitionRefused`."""
+        """Move a job to `to`; returns the state it left. Raises `TransitionRefused`.
+
+        `only_from` narrows, for this call, the states the lifecycle allows leaving.
+        """
+        allowed = _allowed_from(to)
+        if only_from is not None:
+            allowed = ",".join(s.value for s in only_from if s.value in allowed.split(","))
         ok, previous = self._transition(
             keys=[self.keys.job(job_id), self.keys.batch(batch or "")],
             args=[
                 to.value,
-                _allowed_from(to),
+                allowed,
                 repr(time.time()),
                 self.ttl_s,
                 "1" if attempt else "0",
@@ -267,11 +274,12 @@ class JobStore:
             self.transition(
                 job_id,
                 JobState.CANCELED,
+                only_from=(JobState.QUEUED, JobState.RETRYING),
                 error_code=ErrorCode.CANCELED.value,
                 error_message="canceled before it started",
             )
         except TransitionRefused as refused:
-            if refused.current in (JobState.RUNNING, JobState.RETRYING):
+            if refused.current is JobState.RUNNING:
                 self.redis.hset(self.keys.job(job_id), "cancel_requested", "1")
         return self.get(job_id)
 

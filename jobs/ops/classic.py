@@ -80,7 +80,9 @@ class ExposureParams(Params):
 
 
 class DenoiseParams(Params):
-    strength: float = Field(7.0, ge=1.0, le=30.0, description="filter strength (h)")
+    strength: float = Field(
+        7.0, ge=1.0, le=30.0, description="filter strength h, about 0.7x the noise sigma in levels"
+    )
 
 
 class SharpenParams(Params):
