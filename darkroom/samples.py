@@ -111,7 +111,7 @@ def add_defects(
 ) -> tuple[Image.Image, NDArray[np.bool_]]:
     """Draw thin scratches and dust specks, bright and dark; also return where they are.
 
-    Scratches are 1-2 px wide lines across much of the frame, specks 1-3 px radius
+    Scratches are 1-2 px wide lines across much of the frame, specks 1-2 px radius
     dots; half of each are bright (dust on a negative), half dark (dust on a print).
     """
     rng = np.random.default_rng(seed)
@@ -127,8 +127,67 @@ def add_defects(
         cv2.line(bright if i % 2 == 0 else dark, start, end, 255, int(rng.integers(1, 3)))
     for i in range(specks):
         centre = (int(rng.integers(0, w)), int(rng.integers(0, h)))
-        cv2.circle(bright if i % 2 else dark, centre, int(rng.integers(1, 4)), 255, -1)
+        cv2.circle(bright if i % 2 else dark, centre, int(rng.integers(1, 3)), 255, -1)
     shade = rng.uniform(0.85, 1.0)
     pixels[bright > 0] = np.uint8(255 * shade)
     pixels[dark > 0] = np.uint8(25 * shade)
     return Image.fromarray(pixels), (bright > 0) | (dark > 0)
+
+
+def _enlarge(image: Image.Image, factor: float) -> Image.Image:
+    size = (round(image.width * factor), round(image.height * factor))
+    return image.resize(size, Image.Resampling.LANCZOS)
+
+
+def _dark_dusty(image: Image.Image) -> Image.Image:
+    return add_defects(underexpose(image, 1.2), scratches=4, specks=60, seed=5)[0]
+
+
+def _old_print(image: Image.Image) -> Image.Image:
+    damaged, _ = add_defects(fade(image, 0.55), scratches=5, specks=30, seed=7)
+    return add_noise(damaged, 6.0, seed=7)
+
+
+# file name -> (photo, enlargement, damage): 0.3-0.5 MP each, the damage the restore
+# recipe is meant to undo on photos it suits, plus a crooked scan it cannot fix.
+SAMPLE_SET: dict[str, tuple[str, float, Callable[[Image.Image], Image.Image]]] = {
+    "astronaut-old-print.jpg": ("astronaut", 1.25, _old_print),
+    "astronaut-noisy.png": ("astronaut", 1.25, lambda im: add_noise(im, 14.0, seed=1)),
+    "astronaut-warm-cast.jpg": ("astronaut", 1.25, lambda im: color_cast(im, (1.25, 1.0, 0.75))),
+    "motorcycle-faded.jpg": ("motorcycle", 1.0, lambda im: fade(im, 0.6)),
+    "rocket-faded.jpg": ("rocket", 1.25, lambda im: fade(im, 0.6)),
+    "chelsea-scratched.png": ("chelsea", 1.5, lambda im: add_defects(im, seed=2)[0]),
+    "camera-underexposed-dusty.png": ("camera", 1.25, _dark_dusty),
+    "motorcycle-tilted.jpg": ("motorcycle", 1.0, lambda im: tilt(im, 4.0)),
+}
+
+
+def make_sample_set(out_dir: Path) -> list[Path]:
+    """Write the bundled sample photos (JPEG quality 92, PNG) into `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for file_name, (photo, factor, damage) in SAMPLE_SET.items():
+        path = out_dir / file_name
+        image = damage(_enlarge(load_photo(photo), factor))
+        if path.suffix == ".jpg":
+            image.save(path, quality=92)
+        else:
+            image.save(path)
+        paths.append(path)
+    return paths
+
+
+# The demo's restoration: repair marks first (before anything smooths them into the
+# picture), then noise, then colour and tone, and sharpen last (so it does not
+# sharpen noise). Tuned on the sample set; valid `jobs.schema.Recipe` data.
+RESTORE_RECIPE: dict[str, Any] = {
+    "name": "restore",
+    "steps": [
+        {"dust_scratch_removal": {"sensitivity": 0.5, "max_defect_px": 5}},
+        {"denoise": {"strength": 6.0}},
+        {"restore_faded_color": {"strength": 0.8}},
+        {"white_balance": {"method": "shades_of_gray", "strength": 0.6}},
+        {"auto_levels": {"clip_percent": 0.3}},
+        {"sharpen": {"amount": 0.6, "radius": 1.2, "threshold": 3}},
+    ],
+}

@@ -45,4 +45,6 @@ class AliasBook(BaseModel):
         return history[-1]
 
     def pointing_at(self, version: str) -> list[str]:
-        return sorted(a for a, history in self.aliases.items() if history and history[-1] == version)
+        return sorted(
+            a for a, history in self.aliases.items() if history and history[-1] == version
+        )

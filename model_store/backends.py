@@ -1,9 +1,10 @@
-"""Where published models live: a local folder or an S3 prefix, moved file by file.
+"""Where published models live: a `storage.Storage` (local folder or S3 prefix).
 
-Model files run to tens of GB, so both backends stream files to and from disk
-(`upload` / `download`) instead of holding them in memory; small JSON documents
-(manifests, aliases) go through `read` / `write`. Keys are '/'-separated paths
-relative to the store's root, e.g. `flux/1/files/unet/config.json`.
+Small JSON documents (manifests, aliases) go through the Storage API. Model files run
+to tens of GB, so they move by streaming helpers instead of whole-bytes `put`/`get`:
+a local store copies files directly, an S3 store uses boto3's managed (multipart)
+`upload_file` / `download_file`. Keys are '/'-separated paths relative to the store's
+root, e.g. `flux/1/files/unet/config.json`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import uuid
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,88 +20,41 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from jobs.errors import StorageUnavailable
 from model_store.folder import CHUNK, sha256_file
+from storage import LocalStorage, ObjectNotFound, Storage, open_location
+from storage.local import TEMP_PREFIX
 
 if TYPE_CHECKING:
     from jobs.settings import Settings
 
 
-class Backend(Protocol):
-    """The few operations the model store needs from a place that holds files."""
+class Transfer(Protocol):
+    """Moves whole files between disk and a store, and hashes stored files."""
 
-    uri: str
-
-    def read(self, key: str) -> bytes | None: ...
-    def write(self, key: str, data: bytes) -> None: ...
-    def exists(self, key: str) -> bool: ...
-    def keys(self, prefix: str = "") -> Iterator[str]: ...
-    def delete(self, key: str) -> None: ...
     def upload(self, key: str, path: Path) -> None: ...
     def download(self, key: str, path: Path) -> bool: ...
     def digest(self, key: str) -> tuple[str, int] | None: ...
 
 
-def _check_key(key: str) -> str:
-    parts = key.split("/")
-    if key.startswith("/") or any(p in ("", ".", "..") for p in parts):
-        raise ValueError(f"bad store key {key!r}")
-    return key
+class LocalTransfer:
+    """Plain file copies under the store's root; a copy lands under a temp name first."""
 
-
-class LocalBackend:
-    """A folder. Every write lands in a hidden temp file first and is renamed into place."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root.expanduser().resolve()
-        self.uri = str(self.root)
+    def __init__(self, storage: LocalStorage) -> None:
+        self.storage = storage
 
     def _path(self, key: str) -> Path:
-        return self.root / _check_key(key)
-
-    def _temp_beside(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-
-    def read(self, key: str) -> bytes | None:
-        try:
-            return self._path(key).read_bytes()
-        except FileNotFoundError:
-            return None
-
-    def write(self, key: str, data: bytes) -> None:
-        path = self._path(key)
-        temp = self._temp_beside(path)
-        temp.write_bytes(data)
-        os.replace(temp, path)
-
-    def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
-
-    def keys(self, prefix: str = "") -> Iterator[str]:
-        base = self.root / prefix.rstrip("/") if prefix.rstrip("/") else self.root
-        if not base.is_dir():
-            return
-        for path in sorted(base.rglob("*")):
-            rel = path.relative_to(self.root)
-            if path.is_file() and not any(p.startswith(".") for p in rel.parts):
-                yield rel.as_posix()
-
-    def delete(self, key: str) -> None:
-        path = self._path(key)
-        path.unlink(missing_ok=True)
-        # Drop folders the delete left empty, so gc leaves no husks behind.
-        for parent in path.parents:
-            if parent == self.root or not parent.is_relative_to(self.root):
-                break
-            try:
-                parent.rmdir()
-            except OSError:
-                break
+        return Path(self.storage.root) / key
 
     def upload(self, key: str, path: Path) -> None:
         target = self._path(key)
-        temp = self._temp_beside(target)
-        shutil.copyfile(path, temp)
-        os.replace(temp, target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=target.parent)
+        os.close(fd)
+        try:
+            shutil.copyfile(path, temp)
+            os.replace(temp, target)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
 
     def download(self, key: str, path: Path) -> bool:
         try:
@@ -116,120 +70,124 @@ class LocalBackend:
         return sha256_file(path), path.stat().st_size
 
 
-_MISSING = ("404", "NoSuchKey", "NotFound")
+_MISSING = {"404", "NoSuchKey", "NotFound"}
 
 
-@contextmanager
-def _reachable(uri: str) -> Iterator[None]:
-    """Turn transport failures into StorageUnavailable (retryable) naming the store."""
-    from botocore.exceptions import BotoCoreError, ClientError
+class S3Transfer:
+    """boto3's managed transfers on the S3Storage's own client, bucket and encryption."""
 
-    try:
-        yield
-    except ClientError as exc:
-        raise StorageUnavailable(f"model store {uri}: {exc}") from None
-    except BotoCoreError as exc:
-        raise StorageUnavailable(f"model store {uri} is unreachable: {exc}") from None
+    def __init__(self, storage: Any) -> None:
+        self.client = storage.client
+        self.bucket: str = storage.bucket
+        self.extra: dict[str, str] = {"ServerSideEncryption": storage.sse} if storage.sse else {}
 
+    @contextmanager
+    def _reachable(self, key: str) -> Iterator[None]:
+        from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import BotoCoreError, ClientError
 
-def _missing(exc: Exception) -> bool:
-    from botocore.exceptions import ClientError
-
-    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in _MISSING
-
-
-class S3Backend:
-    """An S3 prefix, through a boto3 client (transfers use boto3's managed multipart)."""
-
-    def __init__(self, client: Any, bucket: str, prefix: str = "", sse: str | None = None) -> None:
-        self.client = client
-        self.bucket = bucket
-        self.prefix = prefix.strip("/")
-        self.extra: dict[str, str] = {"ServerSideEncryption": sse} if sse else {}
-        self.uri = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
-
-    def _key(self, key: str) -> str:
-        _check_key(key)
-        return f"{self.prefix}/{key}" if self.prefix else key
-
-    def read(self, key: str) -> bytes | None:
-        with _reachable(self.uri):
-            try:
-                body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
-            except Exception as exc:
-                if _missing(exc):
-                    return None
-                raise
-            return bytes(body.read())
-
-    def write(self, key: str, data: bytes) -> None:
-        with _reachable(self.uri):
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **self.extra)
-
-    def exists(self, key: str) -> bool:
-        with _reachable(self.uri):
-            try:
-                self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-            except Exception as exc:
-                if _missing(exc):
-                    return False
-                raise
-            return True
-
-    def keys(self, prefix: str = "") -> Iterator[str]:
-        full = self._key(prefix.rstrip("/")) + "/" if prefix.rstrip("/") else self._root()
-        strip = len(self._root())
-        with _reachable(self.uri):
-            pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=full
-            )
-            for page in pages:
-                for item in page.get("Contents", []):
-                    yield str(item["Key"])[strip:]
-
-    def _root(self) -> str:
-        return f"{self.prefix}/" if self.prefix else ""
-
-    def delete(self, key: str) -> None:
-        with _reachable(self.uri):
-            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        where = f"s3://{self.bucket}/{key}"
+        try:
+            yield
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _MISSING:
+                raise ObjectNotFound(f"not found: {where}") from None
+            raise StorageUnavailable(f"S3 failed on {where}: {exc}") from None
+        except (BotoCoreError, S3UploadFailedError) as exc:
+            raise StorageUnavailable(f"S3 is unreachable for {where}: {exc}") from None
 
     def upload(self, key: str, path: Path) -> None:
-        with _reachable(self.uri):
-            self.client.upload_file(str(path), self.bucket, self._key(key), ExtraArgs=self.extra)
+        with self._reachable(key):
+            self.client.upload_file(str(path), self.bucket, key, ExtraArgs=self.extra)
 
     def download(self, key: str, path: Path) -> bool:
-        with _reachable(self.uri):
-            try:
-                self.client.download_file(self.bucket, self._key(key), str(path))
-            except Exception as exc:
-                if _missing(exc):
-                    return False
-                raise
-            return True
+        try:
+            with self._reachable(key):
+                self.client.download_file(self.bucket, key, str(path))
+        except ObjectNotFound:
+            return False
+        return True
 
     def digest(self, key: str) -> tuple[str, int] | None:
-        with _reachable(self.uri):
-            try:
-                body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
-            except Exception as exc:
-                if _missing(exc):
-                    return None
-                raise
-            digest, size = hashlib.sha256(), 0
-            for chunk in body.iter_chunks(CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-            return digest.hexdigest(), size
+        try:
+            with self._reachable(key):
+                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+                digest, size = hashlib.sha256(), 0
+                for chunk in body.iter_chunks(CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+        except ObjectNotFound:
+            return None
+        return digest.hexdigest(), size
+
+
+def transfer_for(storage: Storage) -> Transfer:
+    if isinstance(storage, LocalStorage):
+        return LocalTransfer(storage)
+    from storage.s3 import S3Storage
+
+    if isinstance(storage, S3Storage):
+        return S3Transfer(storage)
+    raise TypeError(f"no file transfer for {storage!r}")
+
+
+class Backend:
+    """The store's keys, under `prefix` of a Storage."""
+
+    def __init__(self, storage: Storage, prefix: str = "") -> None:
+        self.storage = storage
+        self.prefix = prefix
+        self.transfer = transfer_for(storage)
+        # What error messages call the store: a folder path, or s3://bucket/prefix.
+        if isinstance(storage, LocalStorage):
+            self.uri = str(storage.root / prefix).rstrip("/")
+        else:
+            self.uri = storage.uri(prefix).rstrip("/")
+
+    def read(self, key: str) -> bytes | None:
+        try:
+            return self.storage.get(self.prefix + key)
+        except ObjectNotFound:
+            return None
+
+    def write(self, key: str, data: bytes) -> None:
+        self.storage.put(self.prefix + key, data, "application/json")
+
+    def exists(self, key: str) -> bool:
+        return self.storage.exists(self.prefix + key)
+
+    def walk(self, prefix: str = "") -> Iterator[str]:
+        """Keys under `prefix` (relative to the store), sorted."""
+        for key in self.storage.list(self.prefix + prefix):
+            yield key[len(self.prefix) :]
+
+    def delete(self, key: str) -> None:
+        self.storage.delete(self.prefix + key)
+        if isinstance(self.storage, LocalStorage):
+            _prune_empty(self.storage.root / (self.prefix + key), self.storage.root)
+
+    def upload(self, key: str, path: Path) -> None:
+        self.transfer.upload(self.prefix + key, path)
+
+    def download(self, key: str, path: Path) -> bool:
+        return self.transfer.download(self.prefix + key, path)
+
+    def digest(self, key: str) -> tuple[str, int] | None:
+        return self.transfer.digest(self.prefix + key)
+
+
+def _prune_empty(path: Path, root: Path) -> None:
+    # Drop folders a delete left empty, so gc leaves no husks behind.
+    for parent in path.parents:
+        if parent == root or not parent.is_relative_to(root):
+            return
+        try:
+            parent.rmdir()
+        except OSError:
+            return
 
 
 def open_backend(uri: str, settings: Settings) -> Backend:
     """The backend for a store URI: `s3://bucket/prefix`, `file:///dir` or a plain folder."""
-    if uri.startswith("s3://"):
-        from storage.s3 import s3_client
-
-        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-        if not bucket:
-            raise ValueError(f"model store {uri!r} names no bucket")
-        return S3Backend(s3_client(settings), bucket, prefix, settings.s3_sse)
-    return LocalBackend(Path(uri.removeprefix("file://")))
+    storage, prefix = open_location(uri, settings)
+    return Backend(storage, prefix)

@@ -40,7 +40,13 @@ BYTES_PER_PARAM: dict[str, float] = {
     "onnx": 2,  # exported at fp16, the usual for serving
     "tensorrt": 2,
 }
-PRECISION_OF = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int8_weight_only": "int8", "nf4": "nf4"}
+PRECISION_OF = {
+    "bf16": "bf16",
+    "fp16": "fp16",
+    "fp8": "fp8",
+    "int8_weight_only": "int8",
+    "nf4": "nf4",
+}
 GPU_PREFERENCE = ("bf16", "fp16", "fp8", "int8_weight_only", "nf4")
 SHORT_NAME = {"int8_weight_only": "int8"}
 
@@ -67,11 +73,17 @@ def default_variants(params: int, tiers: Sequence[Tier]) -> list[Variant]:
         kind = next((k for k in GPU_PREFERENCE if fits(tier, k, params)), None)
         if kind is not None:
             chosen.setdefault(kind, []).append(tier.name)
-    variants = [Variant(name="fp32", kind="fp32", tiers=cpu_tiers(tiers), memory_gb=memory_gb(params, "fp32"))]
+    variants = [
+        Variant(
+            name="fp32", kind="fp32", tiers=cpu_tiers(tiers), memory_gb=memory_gb(params, "fp32")
+        )
+    ]
     for kind in GPU_PREFERENCE:
         if kind in chosen:
             name = SHORT_NAME.get(kind, kind)
-            variants.append(Variant(name=name, kind=kind, tiers=chosen[kind], memory_gb=memory_gb(params, kind)))
+            variants.append(
+                Variant(name=name, kind=kind, tiers=chosen[kind], memory_gb=memory_gb(params, kind))
+            )
     return variants
 
 
@@ -97,7 +109,9 @@ class VariantSpec:
             name=self.name,
             kind=self.kind,
             tiers=self.tiers if self.tiers is not None else self._fitting_tiers(params, tiers),
-            memory_gb=self.memory_gb if self.memory_gb is not None else memory_gb(params, self.kind),
+            memory_gb=self.memory_gb
+            if self.memory_gb is not None
+            else memory_gb(params, self.kind),
             compile=self.compile,
             files=[by_path[p] for p in self.files],
             options=self.options,

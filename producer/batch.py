@@ -155,7 +155,7 @@ def submit_batch(
     out: str | None = None,
     batch: str | None = None,
     output_spec: OutputSpec | None = None,
-    on_progress: Callable[[int], None] | None = None,
+    on_progress: Callable[[int], object] | None = None,
 ) -> BatchHandle:
     """Queue one job per item on `<tier>.<lane>`; returns what was new, requeued, skipped.
 

@@ -50,8 +50,10 @@ def load_recipe(path: str | Path) -> LoadedRecipe:
         raise SchemaError(f"{path}: a recipe is a mapping with a 'steps' list")
     unknown = sorted(set(data) - TOP_LEVEL_KEYS)
     if unknown:
-        raise SchemaError(f"{path}: unknown key(s) {', '.join(map(str, unknown))}; "
-                          f"a recipe has {', '.join(sorted(TOP_LEVEL_KEYS))}")
+        raise SchemaError(
+            f"{path}: unknown key(s) {', '.join(map(str, unknown))}; "
+            f"a recipe has {', '.join(sorted(TOP_LEVEL_KEYS))}"
+        )
     steps = _steps(path, data.get("steps"), _step_lines(text))
     output = _output_block(path, data.get("output"))
     try:
@@ -128,8 +130,10 @@ def _output_block(path: Path, raw: Any) -> dict[str, Any]:
         raise SchemaError(f"{path}: 'output' must be a mapping of {', '.join(sorted(OUTPUT_KEYS))}")
     unknown = sorted(set(raw) - OUTPUT_KEYS)
     if unknown:
-        raise SchemaError(f"{path}: unknown output key(s) {', '.join(map(str, unknown))}; "
-                          f"allowed: {', '.join(sorted(OUTPUT_KEYS))}")
+        raise SchemaError(
+            f"{path}: unknown output key(s) {', '.join(map(str, unknown))}; "
+            f"allowed: {', '.join(sorted(OUTPUT_KEYS))}"
+        )
     return dict(raw)
 
 

@@ -26,7 +26,6 @@ from producer.sources import destination_uri
 
 if TYPE_CHECKING:
     from jobs.settings import Settings
-    from storage import Storage
 
 THUMB_SIDE = 320
 THUMB_WORKERS = 4  # decoding releases the GIL; more threads than this only thrash 2 cores
@@ -124,9 +123,10 @@ class _Sheet:
 
 def _presigned(uri: str, settings: Settings) -> str:
     from storage import open_location
+    from storage.location import split_s3_uri
 
-    location: Storage
-    location, key = open_location(uri, settings)
+    bucket, key = split_s3_uri(uri)
+    location, _ = open_location(f"s3://{bucket}/", settings)
     return location.url(key, expires_s=settings.presign_expires_s)
 
 
@@ -136,7 +136,7 @@ def write_reports(
     *,
     out: str,
     batch: str,
-    on_card: Callable[[], None] | None = None,
+    on_card: Callable[[], object] | None = None,
 ) -> ReportPaths:
     """Write the manifest and the contact sheet of `batch` into `out`; return their URIs."""
     sheet = _Sheet(settings, out, batch)
@@ -153,8 +153,13 @@ def write_reports(
     with ThreadPoolExecutor(THUMB_WORKERS) as pool:
         cards = list(pool.map(one, rows))
     links = "presigned" if sheet.remote else "relative"
-    html = render_sheet(batch, cards, manifest_link=sheet.link(manifest), links=links,
-                        expires_s=settings.presign_expires_s)
+    html = render_sheet(
+        batch,
+        cards,
+        manifest_link=sheet.link(manifest),
+        links=links,
+        expires_s=settings.presign_expires_s,
+    )
     contact = sheet.storage.put(
         sheet.key(f"{batch}.contact.html"), html.encode(), "text/html; charset=utf-8"
     )

@@ -49,10 +49,8 @@ class ResultRow:
 def timings(record: JobRecord) -> dict[str, float]:
     """Seconds spent waiting in the queue and rendering, where the record knows them."""
     out: dict[str, float] = {}
-    started = record.started_at or record.running_at
-    finished = (
-        record.finished_at or record.succeeded_at or record.failed_at or record.canceled_at
-    )
+    started = record.running_at  # the last delivery's start, after any retries
+    finished = record.finished_at
     if record.queued_at is not None and started is not None:
         out["queue_s"] = round(max(0.0, started - record.queued_at), 3)
     if started is not None and finished is not None:

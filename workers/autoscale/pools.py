@@ -54,6 +54,9 @@ class Pool(BaseModel):
         120.0, ge=0, description="scale down only to the highest wish of this window"
     )
     tolerance: float = Field(0.1, ge=0, lt=1, description="ignore smaller relative shrinks")
+    load_smoothing: float = Field(
+        0.7, gt=0, le=1, description="weight of the newest in-flight mean (1: no smoothing)"
+    )
     k8s: KubernetesTarget | None = None
     compose: ComposeTarget | None = None
 

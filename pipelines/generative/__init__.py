@@ -1,0 +1,94 @@
+"""Generative edits on diffusers: FLUX.1 Kontext, Qwen-Image-Edit (+Plus), InstructPix2Pix,
+SD inpainting and FLUX.1 Fill.
+
+`OPS` maps op names to callables `(image, params, ctx) -> image`. Each checks its
+inputs first (a bad job fails before any model loads), then asks the worker's
+resident cache (`ctx.models.get(params.model, ctx.lane)`) for the loaded pipeline.
+`PIPELINES` maps a manifest's `pipeline_class` to the class that loads and runs it;
+`load_model` is how the resident cache builds one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from jobs.errors import InputInvalid, ModelUnavailable
+from jobs.ops.base import Params
+from model_store.cache import LocalModel
+from model_store.manifest import Variant
+from pipelines.base import Op, OpContext
+from pipelines.generative.base import EditPipeline
+from pipelines.generative.inpaint import FluxFill, StableDiffusionInpaint
+from pipelines.generative.ip2p import InstructPix2PixEdit
+from pipelines.generative.kontext import KontextEdit
+from pipelines.generative.qwen import QwenEdit, QwenEditPlus
+
+PIPELINES: dict[str, type[EditPipeline]] = {
+    cls.diffusers_class.__name__: cls
+    for cls in (
+        KontextEdit,
+        QwenEdit,
+        QwenEditPlus,
+        InstructPix2PixEdit,
+        StableDiffusionInpaint,
+        FluxFill,
+    )
+}
+
+
+def load_model(
+    local: LocalModel,
+    variant: Variant,
+    device: str | torch.device,
+    components: Mapping[str, LocalModel] | None = None,
+) -> EditPipeline:
+    """Load one variant of a published edit model with the class its manifest names."""
+    name = local.manifest.pipeline_class
+    try:
+        cls = PIPELINES[name]
+    except KeyError:
+        raise ModelUnavailable(
+            f"model {local.manifest.ref} is a {name}, which no generative op runs; "
+            f"known: {', '.join(sorted(PIPELINES))}"
+        ) from None
+    return cls.from_local(local, variant, device, components)
+
+
+@dataclass(frozen=True)
+class GenerativeOp:
+    """One op: the pipeline classes that serve it; the first one's checks run first."""
+
+    name: str
+    serves: tuple[type[EditPipeline], ...]
+
+    def __call__(self, image: Image.Image, params: Params, ctx: OpContext) -> Image.Image:
+        # Inputs first: a bad job fails before the worker loads (or evicts) any model.
+        self.serves[0].check_inputs(image, params, ctx)
+        if ctx.models is None:
+            raise ModelUnavailable(f"{self.name} needs a worker with a model cache (a GPU tier)")
+        model = getattr(params, "model")  # noqa: B009  (every generative params has one)
+        pipeline = ctx.models.get(model, ctx.lane)
+        if not isinstance(pipeline, self.serves):
+            runs = ", ".join(cls.diffusers_class.__name__ for cls in self.serves)
+            raise InputInvalid(
+                f"model {model} is a {type(pipeline).__name__} model; {self.name} runs {runs}"
+            )
+        result: Image.Image = pipeline(image, params, ctx)
+        return result
+
+
+OPS: dict[str, Op] = {
+    op.name: op
+    for op in (
+        GenerativeOp("kontext_edit", (KontextEdit,)),
+        GenerativeOp("qwen_edit", (QwenEditPlus, QwenEdit)),
+        GenerativeOp("ip2p_edit", (InstructPix2PixEdit,)),
+        GenerativeOp("inpaint", (StableDiffusionInpaint, FluxFill)),
+    )
+}
+
+__all__ = ["OPS", "PIPELINES", "EditPipeline", "GenerativeOp", "load_model"]

@@ -1,0 +1,129 @@
+"""What every generative edit pipeline shares: loading from the store, and the render.
+
+A pipeline object holds one model variant, loaded once per worker process: the
+diffusers pipeline (built by `variants.load_pipeline`) and, when the model's manifest
+links one as `components["tiny_decoder"]`, a TAESD-class decoder for previews.
+Subclasses write `__call__` as a numbered recipe and hand steps 3-4 to `render`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, Self
+
+import torch
+from diffusers import AutoencoderTiny, DiffusionPipeline
+from PIL import Image
+
+from jobs.ops.generative import GenerativeParams
+from model_store.cache import LocalModel
+from model_store.manifest import Variant
+from pipelines.base import OpContext
+from pipelines.generative.denoise import StepHook, generator, gpu_memory_guard, job_seed
+from pipelines.generative.sizing import SizePlan, check_image, fit
+from pipelines.generative.variants import load_pipeline
+
+TINY_DECODER = "tiny_decoder"
+
+
+class EditPipeline:
+    """One loaded variant of an edit model; call it with an image, params and a context."""
+
+    diffusers_class: ClassVar[type[DiffusionPipeline]]
+    takes_tiny_decoder: ClassVar[bool] = True
+    """False where no TAESD-class decoder fits the model's latents (Qwen's are 3-D)."""
+
+    def __init__(
+        self,
+        pipe: DiffusionPipeline,
+        variant: Variant,
+        *,
+        tiny_decoder: AutoencoderTiny | None = None,
+        ref: str = "",
+    ) -> None:
+        self.pipe = pipe
+        self.variant = variant
+        self.tiny_decoder = tiny_decoder
+        self.ref = ref or type(pipe).__name__
+
+    @classmethod
+    def from_local(
+        cls,
+        local: LocalModel,
+        variant: Variant,
+        device: str | torch.device,
+        components: Mapping[str, LocalModel] | None = None,
+    ) -> Self:
+        """Load `variant` of the model copy `local` onto `device`, with linked components."""
+        device = torch.device(device)
+        with local.in_use():
+            pipe = load_pipeline(cls.diffusers_class, local.path, variant, device)
+        decoder = (components or {}).get(TINY_DECODER) if cls.takes_tiny_decoder else None
+        tiny = _load_tiny_decoder(decoder, pipe, device) if decoder else None
+        return cls(pipe, variant, tiny_decoder=tiny, ref=local.manifest.ref)
+
+    @classmethod
+    def check_inputs(cls, image: Image.Image, params: Any, ctx: OpContext) -> None:
+        """Refuse bad input before any model work; the op calls it before loading the model."""
+        check_image(image)
+
+    @property
+    def multiple(self) -> int:
+        """Working sizes are multiples of this: the latent grid times the patch size."""
+        return int(self.pipe.vae_scale_factor) * 2
+
+    def render(self, ctx: OpContext, plan: SizePlan, steps: int, **inputs: Any) -> Image.Image:
+        """Steps 3-4 of every edit: seeded denoising that reports progress and stops when
+        the job is canceled, then decoding (the tiny decoder for a preview, if linked)."""
+        tiny = self.tiny_decoder if ctx.preview else None
+        seed = job_seed(ctx)
+        with gpu_memory_guard(f"{self.ref} at {plan.work[0]}x{plan.work[1]}"):
+            result = self.pipe(
+                **inputs,
+                num_inference_steps=steps,
+                generator=generator(seed),
+                callback_on_step_end=StepHook(ctx, steps),
+                output_type="latent" if tiny is not None else "pil",
+            )
+            image = result.images[0] if tiny is None else self._decode_tiny(tiny, result, plan)
+        ctx.info.update(
+            model=self.ref,
+            variant=self.variant.name,
+            steps=steps,
+            work_size=list(plan.work),
+            decoder="tiny" if tiny is not None else "full",
+        )
+        return fit(image, plan.out)
+
+    def _spatial_latents(self, latents: torch.Tensor, plan: SizePlan) -> torch.Tensor:
+        """Latents as (batch, channels, h, w); FLUX pipelines unpack their token sequence."""
+        return latents
+
+    @torch.inference_mode()
+    def _decode_tiny(self, tiny: AutoencoderTiny, result: Any, plan: SizePlan) -> Image.Image:
+        latents = self._spatial_latents(result.images, plan).to(tiny.dtype)
+        shift = getattr(tiny.config, "shift_factor", 0.0) or 0.0
+        decoded = tiny.decode(latents / tiny.config.scaling_factor + shift, return_dict=False)[0]
+        images: list[Image.Image] = self.pipe.image_processor.postprocess(decoded, output_type="pil")
+        return images[0]
+
+
+class FluxLatents:
+    """Mixin for FLUX pipelines: their latents come back packed 2x2 into tokens."""
+
+    pipe: Any
+
+    def _spatial_latents(self, latents: torch.Tensor, plan: SizePlan) -> torch.Tensor:
+        width, height = plan.work
+        unpacked: torch.Tensor = self.pipe._unpack_latents(
+            latents, height, width, self.pipe.vae_scale_factor
+        )
+        return unpacked
+
+
+def _load_tiny_decoder(
+    local: LocalModel, pipe: DiffusionPipeline, device: torch.device
+) -> AutoencoderTiny:
+    with local.in_use():
+        tiny = AutoencoderTiny.from_pretrained(local.path, dtype=pipe.vae.dtype)
+    return tiny.to(device).eval()

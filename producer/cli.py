@@ -1,0 +1,180 @@
+"""`darkroom submit`: queue a batch, show progress, optionally wait and report.
+
+`status`, `queues` and `cancel` live in `producer.cli_inspect` and are re-exported
+here, where `darkroom.cli` looks for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from tqdm import tqdm
+
+from jobs.errors import SchemaError
+from jobs.schema import Lane, OutputSpec
+from jobs.store import JobStore
+from producer.batch import (
+    BatchHandle,
+    BatchProgress,
+    check_batch_name,
+    derive_batch_name,
+    store_for,
+    submit_batch,
+    wait_for_batch,
+)
+from producer.cli_common import (
+    EXIT_FAILED,
+    EXIT_TIMEOUT,
+    Failure,
+    one_line_errors,
+    settings_and_redis,
+)
+from producer.cli_inspect import cancel, queues, status, write_batch_reports
+from producer.recipes import LoadedRecipe, load_recipe, recipe_from_ops
+from producer.sources import destination_uri, expand_sources
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+    from jobs.settings import Settings
+
+__all__ = ["cancel", "queues", "status", "submit"]
+
+
+def _recipe(recipe_file: str | None, ops: Sequence[str]) -> LoadedRecipe:
+    if recipe_file and ops:
+        raise SchemaError("give either --recipe FILE or --op flags, not both")
+    if recipe_file:
+        return load_recipe(recipe_file)
+    return recipe_from_ops(ops)
+
+
+def _output_spec(loaded: LoadedRecipe, fmt: str | None, quality: int | None) -> OutputSpec:
+    fields = {**loaded.output}
+    if fmt:
+        fields["format"] = fmt
+    if quality is not None:
+        fields["quality"] = quality
+    try:
+        return OutputSpec.model_validate(fields)
+    except ValueError as exc:
+        raise SchemaError(f"output settings: {exc}") from None
+
+
+def _basis(sources: Sequence[str]) -> list[str]:
+    """The sources as given, made independent of the working directory."""
+    return [s if "://" in s else str(Path(s).resolve()) for s in sources]
+
+
+def _describe(handle: BatchHandle) -> str:
+    skipped = ", ".join(f"{state} {n}" for state, n in sorted(handle.report.skipped.items()))
+    return (
+        f"batch {handle.name}: {handle.submitted} images -> {handle.queue}, outputs in "
+        f"{handle.out}\n  new {handle.report.new}, requeued {handle.report.requeued}, "
+        f"skipped {handle.skipped}" + (f" (already {skipped})" if skipped else "")
+    )
+
+
+def _wait(store: JobStore, name: str, timeout: float | None, quiet: bool) -> BatchProgress:
+    with tqdm(desc="rendering", unit="img", disable=quiet, leave=True) as bar:
+
+        def update(progress: BatchProgress) -> None:
+            bar.total = progress.total
+            bar.n = progress.finished
+            bar.set_postfix(failed=progress.failed, running=progress.running, refresh=False)
+            bar.refresh()
+
+        return wait_for_batch(store, name, timeout_s=timeout, on_update=update)
+
+
+@click.command()
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--recipe", "recipe_file", metavar="FILE", help="recipe file (YAML or JSON)")
+@click.option("--op", "ops", multiple=True, metavar="NAME[:k=v,...]", help="a step; repeat")
+@click.option("--mode", type=click.Choice([lane.value for lane in Lane]), default="final")
+@click.option("--priority", type=click.IntRange(0, 9), default=5, help="0 runs first")
+@click.option("--out", help="output folder or s3://bucket/prefix [default: settings.output]")
+@click.option("--batch", "batch_name", help="batch name [default: derived, so re-runs resume]")
+@click.option("--format", "fmt", type=click.Choice(["webp", "jpeg", "png"]))
+@click.option("--quality", type=click.IntRange(1, 100))
+@click.option("--wait", is_flag=True, help="wait for the batch, then write its reports")
+@click.option("--timeout", type=click.FloatRange(min=0), help="with --wait: give up after S s")
+@click.option("--no-progress", is_flag=True, help="no progress bars")
+@one_line_errors
+def submit(
+    sources: tuple[str, ...],
+    recipe_file: str | None,
+    ops: tuple[str, ...],
+    mode: str,
+    priority: int,
+    out: str | None,
+    batch_name: str | None,
+    fmt: str | None,
+    quality: int | None,
+    wait: bool,
+    timeout: float | None,
+    no_progress: bool,
+) -> None:
+    """Queue one job per image in SOURCE... (files, folders, globs, s3://, manifests).
+
+    Exit status with --wait: 0 all succeeded, 1 some failed, 3 timed out; 2 bad input.
+    """
+    # 1. check everything the user gave before touching Redis
+    loaded = _recipe(recipe_file, ops)
+    spec = _output_spec(loaded, fmt, quality)
+    settings, redis = settings_and_redis()
+    items = expand_sources(sources, settings)
+    out_uri = destination_uri(out or settings.output)
+    lane = Lane(mode)
+    name = (
+        check_batch_name(batch_name)
+        if batch_name
+        else derive_batch_name(_basis(sources), loaded.recipe, lane, out_uri, spec)
+    )
+    # 2. submit, chunked and pipelined
+    with tqdm(total=len(items), desc="submitting", unit="job", disable=no_progress) as bar:
+        handle = submit_batch(
+            settings,
+            redis,
+            items,
+            loaded.recipe,
+            mode=lane,
+            priority=priority,
+            out=out_uri,
+            batch=name,
+            output_spec=spec,
+            on_progress=bar.update,
+        )
+    click.echo(_describe(handle))
+    if not wait:
+        click.echo(f"follow it with: darkroom status --batch {handle.name}")
+        return
+    # 3. wait for the workers, then report
+    progress = _wait(store_for(settings, redis), handle.name, timeout, no_progress)
+    _finish(settings, redis, handle, progress, quiet=no_progress)
+
+
+def _finish(
+    settings: Settings, redis: Redis, handle: BatchHandle, progress: BatchProgress, *, quiet: bool
+) -> None:
+    click.echo(
+        f"{progress.succeeded} succeeded, {progress.failed} failed, {progress.canceled} "
+        f"canceled of {progress.total} ({progress.percent:.0f} % finished)"
+    )
+    if not progress.done:
+        raise Failure(
+            f"timed out with {progress.total - progress.finished} jobs unfinished; they keep "
+            f"running: darkroom status --batch {handle.name}",
+            EXIT_TIMEOUT,
+        )
+    paths = write_batch_reports(settings, redis, handle.name, handle.out, quiet=quiet)
+    click.echo(f"manifest: {paths.manifest}\ncontact sheet: {paths.contact_sheet}")
+    if not progress.all_succeeded:
+        raise Failure(
+            f"{progress.failed + progress.canceled} of {progress.total} jobs did not succeed; "
+            f"see darkroom status --batch {handle.name}",
+            EXIT_FAILED,
+        )

@@ -1,0 +1,180 @@
+"""The resident-model cache: models loaded once per worker process, bounded by memory.
+
+`ResidentModels.get(ref, lane)` returns a loaded pipeline, loading it on first use.
+What is resident is bounded by a memory budget (the card's memory by default): a
+model whose variant would push the sum of resident `memory_gb` over the budget
+evicts the least recently used ones first. A worker alternating between models that
+fit together never reloads either. Built after fork, in the process that uses it.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from jobs.errors import OutOfMemory
+from jobs.schema import Lane
+from jobs.settings import Settings
+from jobs.tiers import Tier
+from model_store import LocalModel, Manifest, ModelStore, Variant
+
+HOST_RAM_SHARE = 0.5  # of host memory, for a worker with no GPU and no configured budget
+
+
+@dataclass
+class ResidentStats:
+    """Counters a metrics exporter reads; they only grow."""
+
+    loads: int = 0
+    load_seconds: float = 0.0
+    hits: int = 0
+    evictions: int = 0
+    last_load_seconds: float = 0.0
+
+
+@dataclass
+class Resident:
+    key: str
+    """`name@version:variant`"""
+    model: Any
+    memory_gb: float
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    manifest: Manifest
+    at: float
+
+
+class ResidentModels:
+    """Loaded models of one worker process, least recently used first out."""
+
+    def __init__(
+        self,
+        store: ModelStore,
+        tier: Tier | str,
+        device: str,
+        budget_gb: float,
+        *,
+        preferred: Mapping[str, Sequence[str]] | None = None,
+        resolve_ttl_s: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.tier = tier.name if isinstance(tier, Tier) else tier
+        self.device = device
+        self.budget_gb = budget_gb
+        self.preferred = {lane: list(names) for lane, names in (preferred or {}).items()}
+        """Lane -> variant names or kinds to pick first, e.g. {"preview": ["fp8"]}."""
+        self.resolve_ttl_s = resolve_ttl_s
+        self.stats = ResidentStats()
+        self._resident: OrderedDict[str, Resident] = OrderedDict()
+        self._resolved: dict[str, _Resolved] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, tier: Tier | str) -> ResidentModels:
+        """This process's cache: its device, and a budget from the settings, else the
+        visible GPU's memory, else a share of host RAM."""
+        device, device_gb = _device_and_memory()
+        budget = settings.model_budget_gb or device_gb
+        return cls(ModelStore.from_settings(settings), tier, device, budget)
+
+    def get(self, ref: str, lane: Lane | str = Lane.FINAL) -> Any:
+        """The loaded pipeline for `ref` (name, name@version or name@alias) on this tier."""
+        with self._lock:
+            manifest = self._resolve(ref)
+            variant = manifest.variant_for(self.tier, self.preferred.get(str(Lane(lane)), []))
+            key = f"{manifest.ref}:{variant.name}"
+            found = self._resident.get(key)
+            if found is not None:
+                self._resident.move_to_end(key)
+                self.stats.hits += 1
+                return found.model
+            return self._load(key, manifest, variant).model
+
+    def resident(self) -> list[str]:
+        """`name@version:variant` of every loaded model, most recently used first."""
+        with self._lock:
+            return list(reversed(self._resident))
+
+    @property
+    def used_gb(self) -> float:
+        return sum(r.memory_gb for r in self._resident.values())
+
+    def clear(self) -> None:
+        """Drop every resident model (a worker shutting down, or a test)."""
+        with self._lock:
+            while self._resident:
+                self._evict_oldest()
+
+    def _resolve(self, ref: str) -> Manifest:
+        # Aliases move (promote, rollback): re-read them now and then, not on every job.
+        now = time.monotonic()
+        cached = self._resolved.get(ref)
+        if cached is None or now - cached.at > self.resolve_ttl_s:
+            cached = _Resolved(self.store.resolve(ref), now)
+            self._resolved[ref] = cached
+        return cached.manifest
+
+    def _load(self, key: str, manifest: Manifest, variant: Variant) -> Resident:
+        components = {role: self.store.pull(ref) for role, ref in manifest.components.items()}
+        need = variant.memory_gb + sum(self._memory_of(c) for c in components.values())
+        if need > self.budget_gb:
+            raise OutOfMemory(
+                f"model {manifest.ref} ({variant.describe()}) needs {need:g} GB resident; this "
+                f"worker's budget is {self.budget_gb:g} GB: run it on a larger tier"
+            )
+        while self._resident and self.used_gb + need > self.budget_gb:
+            self._evict_oldest()
+        started = time.perf_counter()
+        model = _build(self.store.pull(manifest.ref), variant, self.device, components)
+        took = time.perf_counter() - started
+        self.stats.loads += 1
+        self.stats.load_seconds += took
+        self.stats.last_load_seconds = took
+        resident = Resident(key, model, need)
+        self._resident[key] = resident
+        return resident
+
+    def _memory_of(self, component: LocalModel) -> float:
+        fitting = [v for v in component.manifest.variants if self.tier in v.tiers]
+        return fitting[0].memory_gb if fitting else 0.0
+
+    def _evict_oldest(self) -> None:
+        _, evicted = self._resident.popitem(last=False)
+        del evicted
+        self.stats.evictions += 1
+        _release_memory(self.device)
+
+
+def _build(
+    local: LocalModel, variant: Variant, device: str, components: Mapping[str, LocalModel]
+) -> Any:
+    # Imported here: torch and diffusers load on the first generative job, not at start-up.
+    from pipelines.generative import load_model
+
+    return load_model(local, variant, device, components)
+
+
+def _release_memory(device: str) -> None:
+    gc.collect()
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def _device_and_memory() -> tuple[str, float]:
+    """("cuda", the card's GiB) when a GPU is visible, else ("cpu", a share of host RAM)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda", torch.cuda.get_device_properties(0).total_memory / 2**30
+    host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return "cpu", host * HOST_RAM_SHARE
