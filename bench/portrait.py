@@ -21,6 +21,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -131,24 +132,25 @@ def latency_rows(models: Any, runs: int) -> list[tuple[str, str, str]]:
     image = photo_1mp()
     analyzer = face_analyzer()
     rows: list[tuple[str, str, Callable[[], Any]]] = [
-        ("face detect (YuNet)", "-", lambda: analyzer.detect(image)),
-        ("face detect + SFace embedding", "-", lambda: analyzer.detect(image, embed=True)),
+        ("face detect (YuNet)", "-", partial(analyzer.detect, image)),
+        ("face detect + SFace embedding", "-", partial(analyzer.detect, image, embed=True)),
     ]
     methods = ["selfie", "grabcut"] if models is not None else ["grabcut"]
     for lane in (Lane.FINAL, Lane.PREVIEW):
         steps: Any = [("skin_smooth", {"strength": 0.5})]
-        rows.append(
-            ("skin_smooth", lane.value, lambda s=steps, la=lane: run_steps(image, s, la, models))
-        )
+        rows.append(("skin_smooth", lane.value, partial(run_steps, image, steps, lane, models)))
         for method in methods:
             steps = [("remove_background", {"method": method})]
-            rows.append((f"remove_background {method}", lane.value,
-                         lambda s=steps, la=lane: run_steps(image, s, la, models)))  # fmt: skip
-        rows.append(("recipe portrait_retouch", lane.value,
-                     lambda la=lane: run_steps(image, RECIPE, la, models)))  # fmt: skip
-        rows.append(("recipe + WebP encode", lane.value,
-                     lambda la=lane: encode_webp(run_steps(image, RECIPE, la, models))))  # fmt: skip
+            call = partial(run_steps, image, steps, lane, models)
+            rows.append((f"remove_background {method}", lane.value, call))
+        recipe = partial(run_steps, image, RECIPE, lane, models)
+        rows.append(("recipe portrait_retouch", lane.value, recipe))
+        rows.append(("recipe + WebP encode", lane.value, partial(_encoded, recipe)))
     return [(name, lane, f"{median_ms(call, runs):.1f}") for name, lane, call in rows]
+
+
+def _encoded(render: Callable[[], Image.Image]) -> bytes:
+    return encode_webp(render())
 
 
 def quality_rows(models: Any) -> list[tuple[str, str, str]]:

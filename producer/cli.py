@@ -27,6 +27,7 @@ from producer.batch import (
 )
 from producer.cli_common import (
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_TIMEOUT,
     Failure,
     one_line_errors,
@@ -87,7 +88,13 @@ def _wait(store: JobStore, name: str, timeout: float | None, quiet: bool) -> Bat
             bar.set_postfix(failed=progress.failed, running=progress.running, refresh=False)
             bar.refresh()
 
-        return wait_for_batch(store, name, timeout_s=timeout, on_update=update)
+        try:
+            return wait_for_batch(store, name, timeout_s=timeout, on_update=update)
+        except KeyboardInterrupt:
+            raise Failure(
+                f"stopped waiting; the batch keeps running: darkroom status --batch {name}",
+                EXIT_INTERRUPTED,
+            ) from None
 
 
 @click.command()

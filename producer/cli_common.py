@@ -22,6 +22,7 @@ R = TypeVar("R")
 EXIT_FAILED = 1  # some jobs failed, or something outside the user's input broke
 EXIT_USAGE = 2  # the command line, a recipe or a source was wrong
 EXIT_TIMEOUT = 3  # --wait gave up before the batch finished
+EXIT_INTERRUPTED = 130  # Ctrl-C while waiting (the shell's convention for SIGINT)
 
 
 class Failure(click.ClickException):

@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 from jobs.errors import SchemaError
@@ -105,7 +105,8 @@ def run_schedule(
 ) -> RunReport:
     """One run (see the module's recipe); `wait_s` waits that long for its jobs."""
     started = time.time()
-    run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
+    # unique per run: a changed scan must get a new job id, even within one second
+    run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started)) + f"-{os.urandom(2).hex()}"
     report = RunReport(schedule.name, run_id, started)
     store = JobStore(redis, Keys(settings.key_prefix), ttl_s=settings.job_ttl_s)
     ledger = Ledger(redis, settings.key_prefix, schedule.name)
@@ -262,14 +263,3 @@ def write_report(settings: Settings, schedule: Schedule, report: RunReport) -> s
     storage, prefix = open_location(schedule.out, settings)
     key = f"{prefix}_reports/{schedule.name}/{report.run}.json"
     return storage.put(key, report.to_json().encode(), "application/json")
-
-
-def describe(report: RunReport) -> dict[str, Any]:
-    """The counts a person reads first."""
-    return {
-        "found": report.found,
-        "queued": report.queued,
-        "skipped": dict(report.skipped),
-        "succeeded": report.succeeded,
-        "failed": len(report.failed),
-    }

@@ -68,7 +68,9 @@ def _stretch_channels(planes: Planes) -> F32:
     color = planes.color if not planes.is_gray else planes.color[..., None]
     channels = []
     for c in range(samples.shape[1]):
-        low, high = percentile_levels(histogram(samples[:, c]), FADED_CLIP_PERCENT, FADED_CLIP_PERCENT)
+        low, high = percentile_levels(
+            histogram(samples[:, c]), FADED_CLIP_PERCENT, FADED_CLIP_PERCENT
+        )
         scale = 255.0 / (high - low) if high > low else 1.0
         curve = np.clip((np.arange(256, dtype=np.float32) - low) * scale, 0.0, 255.0)
         channels.append(curve[color[..., c]])

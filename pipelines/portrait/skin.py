@@ -82,8 +82,9 @@ def _shift(face: Face, left: int, top: int) -> Face:
 def _face_oval(shape: tuple[int, int], face: Face) -> np.ndarray:
     x, y, w, h = face.box
     oval = np.zeros(shape, np.float32)
-    center = (round(x + w / 2), round(y + h * 0.55))
-    cv2.ellipse(oval, center, (round(w * 0.5), round(h * 0.55)), 0, 0, 360, 1.0, -1)
+    # YuNet's box reaches into the hairline; the oval starts a little below its top.
+    center = (round(x + w / 2), round(y + h * 0.58))
+    cv2.ellipse(oval, center, (round(w * 0.48), round(h * 0.5)), 0, 0, 360, 1.0, -1)
     return oval
 
 

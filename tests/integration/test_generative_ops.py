@@ -31,7 +31,7 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("inpaint", {"box": [30, 20, 80, 50], "model": "flux-fill"}),
 ]
 IDS = ["kontext", "qwen-plus", "ip2p", "sd-inpaint", "flux-fill"]
-BUDGET = {"max_side": 96, "preview_side": 48, "steps": 3, "preview_steps": 2}
+BUDGET = {"max_side": 96, "preview_side": 64, "steps": 3, "preview_steps": 2}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_final_and_preview_keep_the_aspect_and_repeat_per_seed(
 
     # The input's 5:3 aspect at the lane's size, RGB, no square crop.
     assert final.size == (96, 58) and final.mode == "RGB"
-    assert preview.size == (48, 29) and preview.mode == "RGB"
+    assert preview.size == (64, 38) and preview.mode == "RGB"
     assert final.info["steps"] == 3 and preview.info["steps"] == 2
     # The same seed and variant give the same image; another seed another image.
     assert np.array_equal(pixels(final), pixels(again))

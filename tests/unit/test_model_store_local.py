@@ -113,12 +113,15 @@ def test_pull_verifies_then_reuses_the_cache_without_copying(
         assert (first.path / entry.path).read_bytes() == (src / entry.path).read_bytes()
     unet = first.path / "unet" / "diffusion_pytorch_model.safetensors"
     inode = unet.stat().st_ino
-    started = time.perf_counter()
-    second = store.pull("pix2pix")
-    second_s = time.perf_counter() - started
+    timings = []
+    for _ in range(3):  # best of three: the machine may be busy with other work
+        started = time.perf_counter()
+        second = store.pull("pix2pix")
+        timings.append(time.perf_counter() - started)
+        assert second.copied_bytes == 0
+        assert second.path == first.path
+    second_s = min(timings)
     print(f"first pull {first_s * 1000:.1f} ms, cached pull {second_s * 1000:.2f} ms")
-    assert second.copied_bytes == 0
-    assert second.path == first.path
     assert unet.stat().st_ino == inode  # the same file: nothing was copied again
     assert second_s < first_s / 3
 

@@ -69,13 +69,13 @@ def test_bad_params_are_refused_at_the_boundary(op: str, params: dict, problem: 
 
 def test_skin_smooth_removes_texture_on_skin_only(astronaut: Image.Image, face: Face) -> None:
     before = np.asarray(astronaut)
-    after = np.asarray(run("skin_smooth", astronaut, strength=0.6)[0])
+    after = np.asarray(run("skin_smooth", astronaut, strength=0.8)[0])
     left, top, right, bottom = crop = face_crop(face, before.shape[:2])
     mask = skin_mask(before, face, crop)
     core = (mask > 0.9).astype(np.float32)
     patch_before, patch_after = before[top:bottom, left:right], after[top:bottom, left:right]
     ratio = high_frequency(patch_after, core) / high_frequency(patch_before, core)
-    assert ratio < 0.5, ratio  # measured ~0.3: freckles and pores mostly gone
+    assert ratio < 0.5, ratio  # measured 0.43 (0.63 at strength 0.5, 0.33 at 1.0)
 
     # Eyes, brows and lips are not touched at all; nor is anything outside the face.
     features = feature_mask(before.shape[:2], face) > 0
@@ -86,13 +86,15 @@ def test_skin_smooth_removes_texture_on_skin_only(astronaut: Image.Image, face: 
     assert diff[outside].max() == 0
     # Skin colour is kept: smoothing must not shift the mean tone.
     for channel in range(3):
-        shift = patch_after[..., channel][core > 0].mean() - patch_before[..., channel][core > 0].mean()
+        shift = (
+            patch_after[..., channel][core > 0].mean() - patch_before[..., channel][core > 0].mean()
+        )
         assert abs(shift) < 2.0
 
 
 def test_skin_mask_leaves_hair_and_background_out(astronaut: Image.Image, face: Face) -> None:
     rgb = np.asarray(astronaut)
-    left, top, right, bottom = crop = face_crop(face, rgb.shape[:2])
+    left, top, _, _ = crop = face_crop(face, rgb.shape[:2])
     mask = skin_mask(rgb, face, crop)
     x, y, w, h = face.box
     # Cheeks are skin; the hair above the forehead and the backdrop beside it are not.
