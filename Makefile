@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(EXTRAS)
-EXTRAS ?= dev,gen
+EXTRAS ?= dev,gen,ops
 
 .PHONY: install demo test test-fast lint format mypy bench clean all
 
@@ -11,9 +11,18 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
+# MediaPipe's 250 KB selfie-segmentation model is read out of its wheel (never installed:
+# it pins numpy < 2); see README, "Background removal".
+MEDIAPIPE_WHEEL := .whl/.mediapipe-0.10.21
+
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0  # the CPU build; an open range pulls CUDA
 	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+$(MEDIAPIPE_WHEEL): | $(BIN)/python
+	$(BIN)/pip download -q --no-deps --only-binary=:all: mediapipe==0.10.21 -d .whl \
+		|| echo "mediapipe wheel not available: selfie-model tests will skip"
 	touch $@
 
 install: $(STAMP)
@@ -21,7 +30,7 @@ install: $(STAMP)
 demo: install
 	$(BIN)/darkroom demo --out ./out
 
-test: install
+test: install $(MEDIAPIPE_WHEEL)
 	$(BIN)/pytest -q tests
 
 test-fast: install

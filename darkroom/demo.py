@@ -51,15 +51,42 @@ def demo(out: str, concurrency: int) -> None:
     try:
         click.echo(f"2/4 Redis at {url}; starting a CPU worker (log: {worker_log})")
         worker = subprocess.Popen(
-            [sys.executable, "-m", "darkroom", "worker", "--tier", "cpu", "--lane", "both",
-             "--concurrency", str(concurrency), "--name", "demo"],
-            env=env, stdout=worker_log.open("wb"), stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "darkroom",
+                "worker",
+                "--tier",
+                "cpu",
+                "--lane",
+                "both",
+                "--concurrency",
+                str(concurrency),
+                "--name",
+                "demo",
+            ],
+            env=env,
+            stdout=worker_log.open("wb"),
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         _wait_for_worker(url, worker, worker_log)
-        command = [sys.executable, "-m", "darkroom", "submit", str(root / "samples"),
-                   "--recipe", str(recipe), "--out", str(root / "restored"), "--batch", BATCH,
-                   "--wait", "--timeout", "600"]
+        command = [
+            sys.executable,
+            "-m",
+            "darkroom",
+            "submit",
+            str(root / "samples"),
+            "--recipe",
+            str(recipe),
+            "--out",
+            str(root / "restored"),
+            "--batch",
+            BATCH,
+            "--wait",
+            "--timeout",
+            "600",
+        ]
         click.echo("3/4 darkroom submit " + " ".join(command[4:]))
         code = subprocess.call(command, env=env)
     finally:

@@ -28,5 +28,9 @@ class Keys:
     def workers(self) -> str:
         return f"{self.prefix}:workers"
 
+    def schedule(self, name: str) -> str:
+        """Prefix of a schedule's ledger keys (`:seen`, `:last`, `:lock`)."""
+        return f"{self.prefix}:schedule:{name}"
+
     def idempotency(self, tenant: str, key: str) -> str:
         return f"{self.prefix}:idem:{tenant}:{key}"

@@ -38,7 +38,7 @@ def render_message(job_id: str, job: dict[str, object], queue: str, priority: in
     body = json.dumps(
         [[], {"job": job}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
     )
-    headers = {
+    headers: dict[str, object] = {
         "lang": "py",
         "task": RENDER_TASK,
         "id": job_id,

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(1.0, gt=0)
     heartbeat_ttl_s: float = Field(4.0, gt=0, description="a silent worker is dead after this")
     max_attempts: int = Field(3, ge=1, description="deliveries of one job before it fails")
+    final_lane_nice: int = Field(
+        5, ge=0, le=19, description="CPU niceness of final-lane workers, so previews go first"
+    )
 
     # Models: the store they are published to, and each worker's pull-through cache.
     model_store: str | None = Field(
@@ -69,6 +72,7 @@ class Settings(BaseSettings):
     # Metrics: a folder for prometheus-client's multiprocess mode (emptied at start).
     metrics_dir: Path | None = None
     metrics_port: int | None = Field(None, ge=1, le=65535)
+    metrics_addr: str = Field("127.0.0.1", description="address the exporter binds")
 
     # Tiers: defaults unless a file lists them.
     tiers_file: Path | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -62,12 +62,14 @@ if not allowed then return {0, cur} end
 local to = ARGV[1]
 redis.call('HSET', KEYS[1], 'state', to, to .. '_at', ARGV[3], 'updated_at', ARGV[3])
 if ARGV[5] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
-if #ARGV > 5 then redis.call('HSET', KEYS[1], unpack(ARGV, 6)) end
+if #ARGV > 6 then redis.call('HSET', KEYS[1], unpack(ARGV, 7)) end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
+-- The batch comes from the job's own record, so no caller can move the wrong counters.
 local batch = redis.call('HGET', KEYS[1], 'batch')
 if batch and batch ~= '' and cur ~= to then
-  redis.call('HINCRBY', KEYS[2], cur, -1)
-  redis.call('HINCRBY', KEYS[2], to, 1)
+  local counters = ARGV[6] .. batch
+  redis.call('HINCRBY', counters, cur, -1)
+  redis.call('HINCRBY', counters, to, 1)
 end
 return {1, cur}
 """
@@ -114,8 +116,8 @@ class JobRecord(BaseModel):
         return self.succeeded_at or self.failed_at or self.canceled_at
 
     @classmethod
-    def from_hash(cls, raw: dict[bytes, bytes]) -> JobRecord:
-        data: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items() if k != b"job"}
+    def from_hash(cls, raw: Mapping[Any, Any]) -> JobRecord:
+        data: dict[str, Any] = {_text(k): _text(v) for k, v in raw.items() if _text(k) != "job"}
         if "result" in data:
             data["result"] = json.loads(data["result"])
         return cls.model_validate({k: v for k, v in data.items() if v != ""})
@@ -139,6 +141,10 @@ class Submission:
     job: Job
     queue: str
     source: str = ""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _allowed_from(to: JobState) -> str:
@@ -237,7 +243,6 @@ class JobStore:
         job_id: str,
         to: JobState,
         *,
-        batch: str | None = None,
         attempt: bool = False,
         only_from: Iterable[JobState] | None = None,
         **fields: Any,
@@ -250,13 +255,14 @@ class JobStore:
         if only_from is not None:
             allowed = ",".join(s.value for s in only_from if s.value in allowed.split(","))
         ok, previous = self._transition(
-            keys=[self.keys.job(job_id), self.keys.batch(batch or "")],
+            keys=[self.keys.job(job_id)],
             args=[
                 to.value,
                 allowed,
                 repr(time.time()),
                 self.ttl_s,
                 "1" if attempt else "0",
+                self.keys.batch(""),
                 *_flatten(fields),
             ],
         )
@@ -299,7 +305,7 @@ class JobStore:
         pipe = self.redis.pipeline(transaction=False)
         for job_id in job_ids:
             pipe.hget(self.keys.job(job_id), "state")
-        return [JobState(s.decode()) if s else None for s in pipe.execute()]
+        return [JobState(_text(s)) if s else None for s in pipe.execute()]
 
     def job(self, job_id: str) -> Job | None:
         raw = self.redis.hget(self.keys.job(job_id), "job")
@@ -308,10 +314,10 @@ class JobStore:
     def batch_counts(self, name: str) -> dict[str, int]:
         raw = self.redis.hgetall(self.keys.batch(name))
         counts = {state.value: 0 for state in JobState} | {"total": 0}
-        counts.update({k.decode(): int(v) for k, v in raw.items()})
+        counts.update({_text(k): int(v) for k, v in raw.items()})
         return counts
 
     def batch_members(self, name: str) -> dict[str, str]:
         """job id -> source of every job in the batch."""
         raw = self.redis.hgetall(self.keys.batch_jobs(name))
-        return {k.decode(): v.decode() for k, v in raw.items()}
+        return {_text(k): _text(v) for k, v in raw.items()}

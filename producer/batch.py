@@ -104,10 +104,12 @@ class BatchProgress:
 
 
 def store_for(settings: Settings, redis: Redis) -> JobStore:
+    """The job store under the configured key prefix and TTL."""
     return JobStore(redis, Keys(settings.key_prefix), ttl_s=settings.job_ttl_s)
 
 
 def check_batch_name(name: str) -> str:
+    """`name` if it can name a batch (it becomes part of report file names)."""
     if not BATCH_NAME.match(name):
         raise SchemaError(
             f"batch name {name!r}: use 1-128 letters, digits, '.', '_' or '-', "

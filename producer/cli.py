@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+from pydantic import ValidationError
 from tqdm import tqdm
 
 from jobs.errors import SchemaError
@@ -34,7 +35,7 @@ from producer.cli_common import (
     settings_and_redis,
 )
 from producer.cli_inspect import cancel, queues, status, write_batch_reports
-from producer.recipes import LoadedRecipe, load_recipe, recipe_from_ops
+from producer.recipes import LoadedRecipe, first_error, load_recipe, recipe_from_ops
 from producer.sources import destination_uri, expand_sources
 
 if TYPE_CHECKING:
@@ -61,8 +62,8 @@ def _output_spec(loaded: LoadedRecipe, fmt: str | None, quality: int | None) -> 
         fields["quality"] = quality
     try:
         return OutputSpec.model_validate(fields)
-    except ValueError as exc:
-        raise SchemaError(f"output settings: {exc}") from None
+    except ValidationError as exc:
+        raise SchemaError(f"output settings: {first_error(exc)}") from None
 
 
 def _basis(sources: Sequence[str]) -> list[str]:
@@ -101,8 +102,12 @@ def _wait(store: JobStore, name: str, timeout: float | None, quiet: bool) -> Bat
 @click.argument("sources", nargs=-1, required=True)
 @click.option("--recipe", "recipe_file", metavar="FILE", help="recipe file (YAML or JSON)")
 @click.option("--op", "ops", multiple=True, metavar="NAME[:k=v,...]", help="a step; repeat")
-@click.option("--mode", type=click.Choice([lane.value for lane in Lane]), default="final")
-@click.option("--priority", type=click.IntRange(0, 9), default=5, help="0 runs first")
+@click.option(
+    "--mode", type=click.Choice([lane.value for lane in Lane]), default="final", show_default=True
+)
+@click.option(
+    "--priority", type=click.IntRange(0, 9), default=5, show_default=True, help="0 runs first"
+)
 @click.option("--out", help="output folder or s3://bucket/prefix [default: settings.output]")
 @click.option("--batch", "batch_name", help="batch name [default: derived, so re-runs resume]")
 @click.option("--format", "fmt", type=click.Choice(["webp", "jpeg", "png"]))
@@ -178,7 +183,7 @@ def _finish(
             EXIT_TIMEOUT,
         )
     paths = write_batch_reports(settings, redis, handle.name, handle.out, quiet=quiet)
-    click.echo(f"manifest: {paths.manifest}\ncontact sheet: {paths.contact_sheet}")
+    click.echo(paths.describe())
     if not progress.all_succeeded:
         raise Failure(
             f"{progress.failed + progress.canceled} of {progress.total} jobs did not succeed; "

@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from tqdm import tqdm
 
-from jobs.states import ErrorCode, JobState
-from jobs.store import JobRecord, JobStore, TransitionRefused
+from jobs.store import JobRecord, JobStore
 from producer.batch import BatchProgress, store_for
 from producer.cli_common import EXIT_USAGE, Failure, echo_json, one_line_errors, settings_and_redis
 from producer.queue_stats import queue_stats
@@ -123,7 +122,7 @@ def _show_batch(
         return
     click.echo("\n".join(_batch_lines(name, progress, failures)))
     if paths:
-        click.echo(f"manifest: {paths.manifest}\ncontact sheet: {paths.contact_sheet}")
+        click.echo(paths.describe())
 
 
 @click.command()
@@ -180,26 +179,8 @@ def queues(as_json: bool) -> None:
 
 
 def cancel_job(store: JobStore, job_id: str) -> JobRecord | None:
-    """`JobStore.cancel`, but with the job's batch named, so its counters move too.
-
-    (`JobStore.cancel` passes no batch to `transition`, which then counts the change
-    against the batch named ''; a canceled job would never let `--wait` finish.)
-    """
-    record = store.get(job_id)
-    if record is None or record.state not in (JobState.QUEUED, JobState.RETRYING):
-        return store.cancel(job_id)
-    try:
-        store.transition(
-            job_id,
-            JobState.CANCELED,
-            batch=record.batch,
-            only_from=(JobState.QUEUED, JobState.RETRYING),
-            error_code=ErrorCode.CANCELED.value,
-            error_message="canceled before it started",
-        )
-    except TransitionRefused:
-        return store.cancel(job_id)  # it started meanwhile: ask it to stop
-    return store.get(job_id)
+    """Cancel a queued job now; ask a running one to stop at its next step."""
+    return store.cancel(job_id)
 
 
 @click.command()

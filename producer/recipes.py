@@ -19,7 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from jobs.errors import DarkroomError, SchemaError
-from jobs.schema import Recipe, Step
+from jobs.schema import OutputSpec, Recipe, Step
 
 TOP_LEVEL_KEYS = frozenset({"name", "steps", "output"})
 # What a recipe may say about its output; where it goes is the submitter's business.
@@ -59,7 +59,7 @@ def load_recipe(path: str | Path) -> LoadedRecipe:
     try:
         recipe = Recipe(name=data.get("name"), steps=steps)
     except ValidationError as exc:
-        raise SchemaError(f"{path}: {_first_error(exc)}") from None
+        raise SchemaError(f"{path}: {first_error(exc)}") from None
     return LoadedRecipe(recipe, output, origin=str(path))
 
 
@@ -107,7 +107,7 @@ def _step(where: str, item: Any) -> Step:
     try:
         return Step.model_validate(item)
     except ValidationError as exc:
-        raise SchemaError(f"{label}: {_first_error(exc)}") from None
+        raise SchemaError(f"{label}: {first_error(exc)}") from None
     except DarkroomError as exc:
         raise SchemaError(f"{label}: {exc}") from None
     except (TypeError, ValueError) as exc:
@@ -134,10 +134,15 @@ def _output_block(path: Path, raw: Any) -> dict[str, Any]:
             f"{path}: unknown output key(s) {', '.join(map(str, unknown))}; "
             f"allowed: {', '.join(sorted(OUTPUT_KEYS))}"
         )
+    try:
+        OutputSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SchemaError(f"{path}: output.{first_error(exc)}") from None
     return dict(raw)
 
 
-def _first_error(exc: ValidationError) -> str:
+def first_error(exc: ValidationError) -> str:
+    """The first problem pydantic found, on one line: `field: message`."""
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"])
     return f"{loc}: {err['msg']}" if loc else str(err["msg"])
@@ -176,7 +181,7 @@ def parse_op(spec: str) -> Step:
     try:
         return Step(op=name, params=params)
     except ValidationError as exc:
-        raise SchemaError(f"--op {spec!r}: {_first_error(exc)}") from None
+        raise SchemaError(f"--op {spec!r}: {first_error(exc)}") from None
     except DarkroomError as exc:
         raise SchemaError(f"--op {spec!r}: {exc}") from None
 
@@ -188,5 +193,5 @@ def recipe_from_ops(specs: Sequence[str], name: str | None = None) -> LoadedReci
     try:
         recipe = Recipe(name=name, steps=[parse_op(spec) for spec in specs])
     except ValidationError as exc:
-        raise SchemaError(f"--op: {_first_error(exc)}") from None
+        raise SchemaError(f"--op: {first_error(exc)}") from None
     return LoadedRecipe(recipe, {}, origin="--op " + " --op ".join(specs))

@@ -39,6 +39,14 @@ class ReportPaths:
     contact_sheet: str
     thumbnails: int
     links: str  # "relative" or "presigned"
+    open_url: str  # what to open in a browser: the file, or a presigned URL of the sheet
+
+    def describe(self) -> str:
+        """Two or three lines for the terminal."""
+        lines = [f"manifest: {self.manifest}", f"contact sheet: {self.contact_sheet}"]
+        if self.open_url != self.contact_sheet:
+            lines.append(f"  open it (presigned, expires): {self.open_url}")
+        return "\n".join(lines)
 
 
 def manifest_jsonl(rows: Sequence[ResultRow]) -> bytes:
@@ -164,4 +172,6 @@ def write_reports(
         sheet.key(f"{batch}.contact.html"), html.encode(), "text/html; charset=utf-8"
     )
     thumbs = sum((c.before_thumb is not None) + (c.after_thumb is not None) for c in cards)
-    return ReportPaths(manifest, contact, thumbs, links)
+    sheet_key = sheet.key(f"{batch}.contact.html")
+    open_url = sheet.storage.url(sheet_key, expires_s=settings.presign_expires_s)
+    return ReportPaths(manifest, contact, thumbs, links, open_url if sheet.remote else contact)

@@ -10,6 +10,8 @@ trace: the next run queues it again into the same batch, hence the same job id, 
 
 from __future__ import annotations
 
+from jobs.keys import Keys
+
 import json
 import os
 import uuid
@@ -55,7 +57,7 @@ class Ledger:
 
     def __init__(self, redis: Redis, prefix: str, schedule: str) -> None:
         self.redis = redis
-        base = f"{prefix}:schedule:{schedule}"
+        base = Keys(prefix).schedule(schedule)
         self.seen_key, self.last_key, self.lock_key = f"{base}:seen", f"{base}:last", f"{base}:lock"
         self._token = f"{os.getpid()}-{uuid.uuid4().hex}"
 

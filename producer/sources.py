@@ -132,10 +132,11 @@ def _glob(pattern: str) -> Iterator[SourceItem]:
         if GLOB_CHARS & set(part):
             break
         base_parts.append(part)
-    base = Path(*base_parts) if base_parts else Path(".")
+    base = os.path.abspath(os.path.join(*base_parts)) if base_parts else os.getcwd()
     for match in sorted(glob.glob(pattern, recursive=True)):
-        if Path(match).is_file() and is_image(match):
-            rel = Path(match).resolve().relative_to(base.resolve()).as_posix()
+        if os.path.isfile(match) and is_image(match):
+            # abspath, not resolve: a symlink may lead outside the folder the glob names
+            rel = Path(os.path.relpath(os.path.abspath(match), base)).as_posix()
             yield SourceItem(local_uri(match), match, _key(rel))
 
 

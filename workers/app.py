@@ -59,7 +59,21 @@ def create_app(settings: Settings) -> Celery:
 
     workers.tasks.bind(app)
     _beat_while_serving(app, settings)
+    _observe(app, settings)
     return app
+
+
+def _observe(app: Celery, settings: Settings) -> None:
+    """JSON logs with the job id on every line, and Prometheus metrics."""
+    from workers import logs, metrics
+    from workers.runtime import current
+
+    def model_stats() -> Any:
+        rt = current()
+        return rt.model_stats() if rt is not None else None
+
+    logs.install(app)
+    metrics.install(app, settings, model_stats=model_stats)
 
 
 def _beat_while_serving(app: Celery, settings: Settings) -> None:
@@ -76,10 +90,16 @@ def _beat_while_serving(app: Celery, settings: Settings) -> None:
     def start(sender: Any = None, **_: Any) -> None:
         tier = app.conf.get("darkroom_tier")
         beat = Heartbeat(
-            redis=connect(settings), keys=Keys(settings.key_prefix), hostname=sender.hostname,
-            info={"tier": tier.name if tier else None,
-                  "queues": app.conf.get("darkroom_queues", []), "started_at": time.time()},
-            interval_s=settings.heartbeat_interval_s, ttl_s=settings.heartbeat_ttl_s,
+            redis=connect(settings),
+            keys=Keys(settings.key_prefix),
+            hostname=sender.hostname,
+            info={
+                "tier": tier.name if tier else None,
+                "queues": app.conf.get("darkroom_queues", []),
+                "started_at": time.time(),
+            },
+            interval_s=settings.heartbeat_interval_s,
+            ttl_s=settings.heartbeat_ttl_s,
         )
         beat.start()
         beats.append(beat)

@@ -26,19 +26,41 @@ TIER_CHOICES = ["auto", *(t.name for t in DEFAULT_TIERS)]
 
 
 @click.command()
-@click.option("--tier", default="auto", show_default=True,
-              help="tier to serve: auto (from the visible GPU) or a configured tier name")
-@click.option("--lane", type=click.Choice(["preview", "final", "both"]), default="both",
-              show_default=True)
-@click.option("--concurrency", "-c", type=click.IntRange(1, 256), default=1, show_default=True,
-              help="final-lane slots (the preview lane always has its own one)")
+@click.option(
+    "--tier",
+    default="auto",
+    show_default=True,
+    help="tier to serve: auto (from the visible GPU) or a configured tier name",
+)
+@click.option(
+    "--lane", type=click.Choice(["preview", "final", "both"]), default="both", show_default=True
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="final-lane slots (the preview lane always has its own one)",
+)
 @click.option("--gpu", type=int, default=None, help="pin to this GPU index (CUDA_VISIBLE_DEVICES)")
-@click.option("--pool", type=click.Choice(["prefork", "threads", "solo"]), default=None,
-              help="Celery pool; default: threads for preview, prefork for final")
+@click.option(
+    "--pool",
+    type=click.Choice(["prefork", "threads", "solo"]),
+    default=None,
+    help="Celery pool; default: threads for preview, prefork for final",
+)
 @click.option("--name", default=None, help="worker name (default: <tier>-<lane>-<pid>)")
 @click.option("--loglevel", default="info", show_default=True)
-def worker(tier: str, lane: str, concurrency: int, gpu: int | None, pool: str | None,
-           name: str | None, loglevel: str) -> None:
+def worker(
+    tier: str,
+    lane: str,
+    concurrency: int,
+    gpu: int | None,
+    pool: str | None,
+    name: str | None,
+    loglevel: str,
+) -> None:
     """Run a worker for a tier and lane."""
     try:
         settings = load_settings()
@@ -56,8 +78,15 @@ def worker(tier: str, lane: str, concurrency: int, gpu: int | None, pool: str | 
     run_celery_worker(settings, chosen.name, Lane(lane), concurrency, pool, name, loglevel)
 
 
-def run_celery_worker(settings: object, tier_name: str, lane: Lane, concurrency: int,
-                      pool: str | None, name: str | None, loglevel: str) -> None:
+def run_celery_worker(
+    settings: object,
+    tier_name: str,
+    lane: Lane,
+    concurrency: int,
+    pool: str | None,
+    name: str | None,
+    loglevel: str,
+) -> None:
     from jobs.settings import Settings
     from jobs.tiers import tier_named
     from workers.app import create_app
@@ -70,15 +99,32 @@ def run_celery_worker(settings: object, tier_name: str, lane: Lane, concurrency:
     app.conf.darkroom_queues = [queue]
     if lane is Lane.PREVIEW:
         pool, concurrency = pool or "threads", 1
+    elif settings.final_lane_nice:
+        # On a shared host the preview consumer must get the CPU first.
+        os.nice(settings.final_lane_nice)
     hostname = f"{name or f'{tier.name}-{lane.value}-{os.getpid()}'}@{socket.gethostname()}"
-    app.worker_main([
-        "worker", "-Q", queue, "-c", str(concurrency), "-P", pool or "prefork",
-        "-n", hostname, "--loglevel", loglevel, "--without-gossip", "--without-mingle",
-    ])
+    app.worker_main(
+        [
+            "worker",
+            "-Q",
+            queue,
+            "-c",
+            str(concurrency),
+            "-P",
+            pool or "prefork",
+            "-n",
+            hostname,
+            "--loglevel",
+            loglevel,
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
 
 
-def _supervise(tier: str, concurrency: int, gpu: int | None, loglevel: str,
-               name: str | None) -> int:
+def _supervise(
+    tier: str, concurrency: int, gpu: int | None, loglevel: str, name: str | None
+) -> int:
     """Run the preview and final workers as children; stop both when either ends."""
     base = [sys.executable, "-m", "darkroom", "worker", "--tier", tier, "--loglevel", loglevel]
     if gpu is not None:

@@ -30,7 +30,10 @@ def visible_gpus(timeout_s: float = 5.0) -> list[Gpu]:
     try:
         out = subprocess.run(
             [smi, "--query-gpu=index,name,memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=timeout_s, check=True,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=True,
         ).stdout
     except (subprocess.SubprocessError, OSError):
         return []
@@ -57,7 +60,9 @@ def tier_for_gpu(gpu: Gpu, tiers: Sequence[Tier]) -> Tier:
     return sorted_tiers(tiers)[0]
 
 
-def choose_tier(requested: str, gpu_index: int | None, tiers: Sequence[Tier]) -> tuple[Tier, Gpu | None]:
+def choose_tier(
+    requested: str, gpu_index: int | None, tiers: Sequence[Tier]
+) -> tuple[Tier, Gpu | None]:
     """Resolve `--tier` (`auto` or a name) and `--gpu` to a tier and the pinned card."""
     gpus = visible_gpus()
     gpu = None

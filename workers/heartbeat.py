@@ -15,7 +15,8 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from jobs.keys import Keys
 from jobs.queues import UNACKED_HASH, UNACKED_INDEX, list_key
@@ -92,7 +93,7 @@ class Heartbeat:
 
 def live_workers(redis: Redis, keys: Keys) -> dict[str, dict[str, object]]:
     """hostname -> heartbeat record of every worker beating now."""
-    names = sorted(n.decode() for n in redis.smembers(keys.workers()))
+    names = sorted(_text(n) for n in redis.smembers(keys.workers()))
     if not names:
         return {}
     records = redis.mget([keys.worker(n) for n in names])
@@ -110,7 +111,8 @@ def sweep(redis: Redis, keys: Keys, now: float | None = None) -> list[str]:
     if not unacked:
         return []
     live = live_workers(redis, keys)
-    delivered_at = dict(redis.zrange(UNACKED_INDEX, 0, -1, withscores=True))
+    scored: Any = redis.zrange(UNACKED_INDEX, 0, -1, withscores=True)
+    delivered_at: dict[Any, float] = dict(scored)
     restore = redis.register_script(_RESTORE)
     restored = []
     for tag, raw in unacked.items():
@@ -120,22 +122,30 @@ def sweep(redis: Redis, keys: Keys, now: float | None = None) -> list[str]:
             priority = int(message["properties"].get("priority") or 0)
         except (ValueError, KeyError, TypeError):
             continue
-        state, worker = redis.hmget(keys.job(job_id), "state", "worker")
+        state, worker = (
+            _text(v) if v else None for v in redis.hmget(keys.job(job_id), "state", "worker")
+        )
         if not _abandoned(state, worker, live, now - delivered_at.get(tag, now)):
             continue
         message["headers"]["redelivered"] = True
-        if restore(keys=[UNACKED_HASH, UNACKED_INDEX, list_key(routing_key, priority)],
-                   args=[tag, raw, json.dumps(message)]):
-            log.warning("requeued job %s from dead worker %s", job_id,
-                        worker.decode() if worker else "?")
+        if restore(
+            keys=[UNACKED_HASH, UNACKED_INDEX, list_key(routing_key, priority)],
+            args=[tag, raw, json.dumps(message)],
+        ):
+            log.warning("requeued job %s from dead worker %s", job_id, worker or "?")
             restored.append(job_id)
     return restored
 
 
-def _abandoned(state: bytes | None, worker: bytes | None, live: dict[str, object],
-               age_s: float) -> bool:
-    if state in (b"running", b"retrying") and worker:
-        return worker.decode() not in live
-    if state == b"queued":
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _abandoned(
+    state: str | None, worker: str | None, live: Mapping[str, object], age_s: float
+) -> bool:
+    if state in ("running", "retrying") and worker:
+        return worker not in live
+    if state == "queued":
         return age_s > UNSTARTED_GRACE_S
     return False

@@ -256,8 +256,12 @@ def _connect_signals(metrics: WorkerMetrics, settings: Settings) -> None:
 
     @signals.worker_ready.connect(weak=False)
     def _serve(**_: Any) -> None:
-        if settings.metrics_port is not None:
+        if settings.metrics_port is None:
+            return
+        try:
             serve(settings, addr=settings_addr(settings))
+        except OSError as exc:  # port taken (two workers, one port): run without
+            log.warning("metrics exporter not started on :%s: %s", settings.metrics_port, exc)
 
     @signals.task_prerun.connect(weak=False)
     def _prerun(task_id: str = "", task: Any = None, **_: Any) -> None:

@@ -31,8 +31,13 @@ class RenderResult:
     steps: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"width": self.width, "height": self.height, "timings": self.timings,
-                "info": self.info, "steps": self.steps}
+        return {
+            "width": self.width,
+            "height": self.height,
+            "timings": self.timings,
+            "info": self.info,
+            "steps": self.steps,
+        }
 
 
 @dataclass
@@ -58,6 +63,15 @@ def output_key(job: Job, prefix: str, suffix: str = "") -> str:
     return f"{prefix}{name}{suffix}.{job.output.extension}"
 
 
+def _step_progress(hooks: Hooks, index: int, count: int) -> Callable[[float], None]:
+    """Turn one step's 0..1 progress into the whole job's."""
+
+    def report(fraction: float) -> None:
+        hooks.progress((index + min(max(fraction, 0.0), 1.0)) / count)
+
+    return report
+
+
 def render(job: Job, settings: Settings, hooks: Hooks) -> RenderResult:
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -76,8 +90,11 @@ def render(job: Job, settings: Settings, hooks: Hooks) -> RenderResult:
             raise JobCanceled(f"canceled before step {index + 1} ({step.op})")
         step_started = time.perf_counter()
         ctx = OpContext(
-            lane=job.mode, seed=job.seed, extra_inputs=extras, models=hooks.models,
-            progress=lambda f, i=index: hooks.progress((i + min(max(f, 0.0), 1.0)) / len(steps)),
+            lane=job.mode,
+            seed=job.seed,
+            extra_inputs=extras,
+            models=hooks.models,
+            progress=_step_progress(hooks, index, len(steps)),
             should_stop=hooks.canceled,
         )
         image = implementation(step.op)(image, step.typed_params(), ctx)
@@ -87,16 +104,26 @@ def render(job: Job, settings: Settings, hooks: Hooks) -> RenderResult:
         timings[f"step{index}_{step.op}_s"] = time.perf_counter() - step_started
         hooks.progress((index + 1) / len(steps))
         if job.output.keep_steps:
-            storage.put(output_key(job, prefix, f".steps/{index:02d}-{step.op}"),
-                        encode_image(image, job.output), CONTENT_TYPES[job.output.format])
+            storage.put(
+                output_key(job, prefix, f".steps/{index:02d}-{step.op}"),
+                encode_image(image, job.output),
+                CONTENT_TYPES[job.output.format],
+            )
 
     # 3. encode and write under the job's deterministic key (a redelivery overwrites)
     if image.width < 1 or image.height < 1:
         raise InputInvalid("the recipe produced an empty image")
     write_started = time.perf_counter()
-    uri = storage.put(output_key(job, prefix), encode_image(image, job.output),
-                      CONTENT_TYPES[job.output.format])
+    uri = storage.put(
+        output_key(job, prefix), encode_image(image, job.output), CONTENT_TYPES[job.output.format]
+    )
     timings["output_s"] = time.perf_counter() - write_started
     timings["total_s"] = time.perf_counter() - started
-    return RenderResult(output=uri, width=image.width, height=image.height, timings=timings,
-                        info=info, steps=[s.op for s in steps])
+    return RenderResult(
+        output=uri,
+        width=image.width,
+        height=image.height,
+        timings=timings,
+        info=info,
+        steps=[s.op for s in steps],
+    )

@@ -28,6 +28,7 @@ class Runtime:
     store: JobStore
     keys: Keys
     _models: Any = field(default=None, repr=False)
+    _store: Any = field(default=None, repr=False)
 
     @property
     def models(self) -> Any:
@@ -37,6 +38,19 @@ class Runtime:
 
             self._models = ResidentModels.from_settings(self.settings, self.tier)
         return self._models
+
+    @property
+    def model_store(self) -> Any:
+        """The model store alone (no torch): for CPU ops that read model files."""
+        if self._store is None:
+            from model_store import ModelStore
+
+            self._store = ModelStore.from_settings(self.settings)
+        return self._store
+
+    def model_stats(self) -> Any:
+        """Resident-model statistics for metrics, or None before any model was needed."""
+        return self._models.stats if self._models is not None else None
 
 
 _runtime: tuple[int, Runtime] | None = None
@@ -50,4 +64,11 @@ def runtime(settings: Settings, tier: Tier) -> Runtime:
         redis = connect(settings)
         store = JobStore(redis, keys, ttl_s=settings.job_ttl_s)
         _runtime = (os.getpid(), Runtime(settings, tier, redis, store, keys))
+    return _runtime[1]
+
+
+def current() -> Runtime | None:
+    """This process's runtime if it has one (metrics read it after each task)."""
+    if _runtime is None or _runtime[0] != os.getpid():
+        return None
     return _runtime[1]

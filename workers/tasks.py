@@ -6,6 +6,7 @@ runs at most once to completion: a redelivered message finds it finished and is 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -18,7 +19,7 @@ from jobs.queues import RENDER_TASK
 from jobs.schema import Job
 from jobs.states import ErrorCode, JobState
 from jobs.store import TransitionRefused
-from jobs.tiers import Tier, next_larger, queue_name
+from jobs.tiers import next_larger, queue_name
 from workers.heartbeat import live_workers
 from workers.render import Hooks, render
 from workers.runtime import Runtime, runtime
@@ -51,8 +52,13 @@ def run(rt: Runtime, app: Celery, payload: dict[str, Any], task_id: str, worker:
     try:
         result = render(job, rt.settings, _hooks(rt, job))
     except SoftTimeLimitExceeded:
-        _finish(rt, job, JobState.FAILED, error_code=ErrorCode.TIMEOUT.value,
-                error_message=f"render exceeded {rt.settings.render_time_limit_s} s")
+        _finish(
+            rt,
+            job,
+            JobState.FAILED,
+            error_code=ErrorCode.TIMEOUT.value,
+            error_message=f"render exceeded {rt.settings.render_time_limit_s} s",
+        )
     except JobCanceled as exc:
         _finish(rt, job, JobState.CANCELED, error_code=exc.code.value, error_message=exc.message)
     except JobError as exc:
@@ -60,12 +66,18 @@ def run(rt: Runtime, app: Celery, payload: dict[str, Any], task_id: str, worker:
             _finish(rt, job, JobState.FAILED, error_code=exc.code.value, error_message=exc.message)
     except Exception as exc:
         log.exception("job %s failed unexpectedly", job.id)
-        _finish(rt, job, JobState.FAILED, error_code=ErrorCode.INTERNAL.value,
-                error_message=f"internal error ({type(exc).__name__}: {exc}); "
-                              "the worker log has the traceback")
+        _finish(
+            rt,
+            job,
+            JobState.FAILED,
+            error_code=ErrorCode.INTERNAL.value,
+            error_message=f"internal error ({type(exc).__name__}: {exc}); "
+            "the worker log has the traceback",
+        )
     else:
-        _finish(rt, job, JobState.SUCCEEDED, output=result.output, progress="1",
-                result=result.as_dict())
+        _finish(
+            rt, job, JobState.SUCCEEDED, output=result.output, progress="1", result=result.as_dict()
+        )
 
 
 def claim(rt: Runtime, job: Job, worker: str) -> bool:
@@ -76,23 +88,37 @@ def claim(rt: Runtime, job: Job, worker: str) -> bool:
     if record.state.terminal:
         log.info("job %s is already %s; acking the redelivery", job.id, record.state)
         return False
-    if (record.state is JobState.RUNNING and record.worker and record.worker != worker
-            and record.worker in live_workers(rt.redis, rt.keys)):
-        log.warning("job %s is running on live worker %s; skipping duplicate", job.id,
-                    record.worker)
+    if (
+        record.state is JobState.RUNNING
+        and record.worker
+        and record.worker != worker
+        and record.worker in live_workers(rt.redis, rt.keys)
+    ):
+        log.warning(
+            "job %s is running on live worker %s; skipping duplicate", job.id, record.worker
+        )
         return False
     if record.state is JobState.QUEUED and job.cancel_after and time.time() > job.cancel_after:
-        _finish(rt, job, JobState.CANCELED, error_code=ErrorCode.CANCELED.value,
-                error_message="not started before its cancel_after deadline")
+        _finish(
+            rt,
+            job,
+            JobState.CANCELED,
+            error_code=ErrorCode.CANCELED.value,
+            error_message="not started before its cancel_after deadline",
+        )
         return False
     if record.attempts >= rt.settings.max_attempts:
-        _finish(rt, job, JobState.FAILED, error_code=ErrorCode.INTERNAL.value,
-                error_message=f"gave up after {record.attempts} attempts; "
-                              "the worker stopped during each")
+        _finish(
+            rt,
+            job,
+            JobState.FAILED,
+            error_code=ErrorCode.INTERNAL.value,
+            error_message=f"gave up after {record.attempts} attempts; "
+            "the worker stopped during each",
+        )
         return False
     try:
-        rt.store.transition(job.id, JobState.RUNNING, batch=job.batch, attempt=True,
-                            worker=worker, progress="0")
+        rt.store.transition(job.id, JobState.RUNNING, attempt=True, worker=worker, progress="0")
     except TransitionRefused as refused:
         log.info("job %s not started: %s", job.id, refused)
         return False
@@ -101,7 +127,7 @@ def claim(rt: Runtime, job: Job, worker: str) -> bool:
 
 def _finish(rt: Runtime, job: Job, state: JobState, **fields: Any) -> None:
     try:
-        rt.store.transition(job.id, state, batch=job.batch, **fields)
+        rt.store.transition(job.id, state, **fields)
     except TransitionRefused as refused:
         log.warning("job %s: %s", job.id, refused)
 
@@ -112,27 +138,39 @@ def _retry(rt: Runtime, app: Celery, job: Job, exc: JobError) -> bool:
     attempts = record.attempts if record else rt.settings.max_attempts
     if attempts >= rt.settings.max_attempts:
         return False
-    tier: Tier | None = rt.tier
+    tier = rt.tier
     if isinstance(exc, OutOfMemory):
-        tier = next_larger(rt.tier, rt.settings.tiers())
-        if tier is None:
+        larger = next_larger(rt.tier, rt.settings.tiers())
+        if larger is None:
             return False
+        tier = larger
     queue = queue_name(tier, job.mode)
-    rt.store.transition(job.id, JobState.RETRYING, batch=job.batch, error_code=exc.code.value,
-                        error_message=f"{exc.message}; retrying on {queue}")
-    app.send_task(RENDER_TASK, kwargs={"job": job.model_dump(mode="json", by_alias=True)},
-                  task_id=job.id, queue=queue, priority=job.priority,
-                  countdown=min(2**attempts, 60))
+    rt.store.transition(
+        job.id,
+        JobState.RETRYING,
+        error_code=exc.code.value,
+        error_message=f"{exc.message}; retrying on {queue}",
+    )
+    app.send_task(
+        RENDER_TASK,
+        kwargs={"job": job.model_dump(mode="json", by_alias=True)},
+        task_id=job.id,
+        queue=queue,
+        priority=job.priority,
+        countdown=min(2**attempts, 60),
+    )
     return True
 
 
 def _fail_undecodable(rt: Runtime, task_id: str, message: str) -> None:
     log.error("job %s does not decode: %s", task_id, message)
-    try:
-        rt.store.transition(task_id, JobState.FAILED, error_code=ErrorCode.INPUT_INVALID.value,
-                            error_message=f"job does not decode: {message}")
-    except TransitionRefused:
-        pass
+    with contextlib.suppress(TransitionRefused):
+        rt.store.transition(
+            task_id,
+            JobState.FAILED,
+            error_code=ErrorCode.INPUT_INVALID.value,
+            error_message=f"job does not decode: {message}",
+        )
 
 
 def _hooks(rt: Runtime, job: Job) -> Hooks:
@@ -156,10 +194,15 @@ def _hooks(rt: Runtime, job: Job) -> Hooks:
 
 
 class _LazyModels:
-    """Defers building the resident-model cache until an op asks for a model."""
+    """What ops see as `ctx.models`: the store at once (no torch), the resident-model
+    cache (and torch) only when an op first asks it for a pipeline."""
 
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
+
+    @property
+    def store(self) -> Any:
+        return self._rt.model_store
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._rt.models, name)

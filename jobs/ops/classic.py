@@ -90,18 +90,22 @@ class DenoiseParams(Params):
 
 
 class SharpenParams(Params):
-    amount: float = Field(1.0, ge=0.0, le=5.0)
-    radius: float = Field(1.5, ge=0.3, le=10.0)
-    threshold: int = Field(0, ge=0, le=255)
+    amount: float = Field(1.0, ge=0.0, le=5.0, description="share of the detail added back")
+    radius: float = Field(1.5, ge=0.3, le=10.0, description="blur sigma in pixels")
+    threshold: int = Field(0, ge=0, le=255, description="smaller differences (levels) are kept")
 
 
 class DustScratchParams(Params):
-    sensitivity: float = Field(0.5, ge=0.0, le=1.0)
-    max_defect_px: int = Field(5, ge=1, le=64, description="widest defect to repair, in pixels")
+    sensitivity: float = Field(
+        0.5, ge=0.0, le=1.0, description="0 repairs only stark marks; 1 also faint ones"
+    )
+    max_defect_px: int = Field(
+        5, ge=1, le=64, description="widest defect to repair, in pixels (scale with the scan)"
+    )
 
 
 class RestoreFadedParams(Params):
-    strength: float = Field(1.0, ge=0.0, le=1.0)
+    strength: float = Field(1.0, ge=0.0, le=1.0, description="0 no change, 1 full restoration")
 
 
 for _spec in (

@@ -85,7 +85,9 @@ class InpaintParams(GenerativeParams):
         if self.box is not None:
             left, top, right, bottom = self.box
             if min(self.box) < 0 or right <= left or bottom <= top:
-                raise ValueError("box must be [left, top, right, bottom] with left < right, top < bottom")
+                raise ValueError(
+                    "box must be [left, top, right, bottom] with left < right, top < bottom"
+                )
         return self
 
 

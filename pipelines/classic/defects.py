@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from pipelines.classic.pixels import F32, U8
+from pipelines.classic.pixels import F32, U8, as_u8
 
 # The high threshold (levels of contrast above the local spread) at sensitivity 0
 # and 1; the low threshold is a fixed share of it.
@@ -40,7 +40,7 @@ def find_defects(color: U8, sensitivity: float, max_defect_px: int) -> U8:
     high = THRESHOLD_AT_0 + (THRESHOLD_AT_1 - THRESHOLD_AT_0) * sensitivity
     marks = _marks_by_hysteresis(score, LOW_SHARE * high, high, max_defect_px)
     grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
-    return cv2.dilate(marks, grow)
+    return as_u8(cv2.dilate(marks, grow))
 
 
 def _score(channel: U8, max_defect_px: int) -> F32:
@@ -74,13 +74,14 @@ def _marks_by_hysteresis(score: F32, low: float, high: float, max_defect_px: int
     count, labels, stats, _ = cv2.connectedComponentsWithStats(candidates, connectivity=8)
     peaks_high = np.zeros(count, bool)
     peaks_high[np.unique(labels[score > high])] = True
-    keep = peaks_high & _defect_shaped(stats, max_defect_px)
+    keep = peaks_high & _defect_shaped(np.asarray(stats, dtype=np.int32), max_defect_px)
     keep[0] = False  # label 0 is everything below the low threshold
     return np.where(keep[labels], np.uint8(255), np.uint8(0)).astype(np.uint8)
 
 
 def _defect_shaped(stats: NDArray[np.int32], max_defect_px: int) -> NDArray[np.bool_]:
-    width, height, area = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT], stats[:, 4]
+    width, height = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
+    area = stats[:, cv2.CC_STAT_AREA]
     speck = np.maximum(width, height) <= max_defect_px + 1
     length = np.hypot(width, height)
     scratch = (length >= SCRATCH_LENGTH_FACTOR * max_defect_px) & (area <= max_defect_px * length)

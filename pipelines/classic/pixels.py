@@ -65,6 +65,16 @@ def split(image: Image.Image) -> Planes:
     return Planes(color=array)
 
 
+def as_u8(array: object) -> U8:
+    """An OpenCV result typed as the uint8 array it is (no copy)."""
+    return np.asarray(array, dtype=np.uint8)
+
+
+def as_f32(array: object) -> F32:
+    """An OpenCV result typed as the float32 array it is (no copy)."""
+    return np.asarray(array, dtype=np.float32)
+
+
 def check_mode(image: Image.Image) -> None:
     if image.mode not in SUPPORTED_MODES:
         raise InputInvalid(

@@ -10,7 +10,7 @@ from PIL import Image
 from jobs.ops.classic import DustScratchParams, RestoreFadedParams
 from pipelines.base import OpContext
 from pipelines.classic.defects import find_defects
-from pipelines.classic.pixels import F32, U8, Planes, histogram, percentile_levels, split
+from pipelines.classic.pixels import F32, Planes, as_f32, as_u8, histogram, percentile_levels, split
 
 # Telea inpainting looks this many pixels around each hole for colour to carry in.
 INPAINT_RADIUS = 3
@@ -36,7 +36,7 @@ def dust_scratch_removal(
     if not mask.any():
         return planes.rebuild(planes.color.copy())
     repaired = cv2.inpaint(planes.color, mask, INPAINT_RADIUS, cv2.INPAINT_TELEA)
-    return planes.rebuild(repaired)
+    return planes.rebuild(as_u8(repaired))
 
 
 def restore_faded_color(
@@ -79,10 +79,10 @@ def _stretch_channels(planes: Planes) -> F32:
 
 
 def _recover_saturation(rgb: F32) -> tuple[F32, float]:
-    lab = cv2.cvtColor(rgb / 255.0, cv2.COLOR_RGB2LAB)
+    lab = as_f32(cv2.cvtColor(rgb / np.float32(255.0), cv2.COLOR_RGB2LAB))
     chroma = np.hypot(lab[..., 1], lab[..., 2])
     current = float(np.percentile(chroma[:: max(1, chroma.shape[0] // 256)], 90))
     gain = float(np.clip(TARGET_CHROMA / max(current, 1e-3), 1.0, MAX_SATURATION_GAIN))
-    lab[..., 1:] *= gain
+    lab[..., 1:] *= np.float32(gain)
     out = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB) * 255.0
     return np.clip(out, 0.0, 255.0).astype(np.float32), gain

@@ -8,13 +8,14 @@ from PIL import Image
 
 from jobs.ops.classic import DenoiseParams, SharpenParams
 from pipelines.base import OpContext
-from pipelines.classic.pixels import U8, F32, split
+from pipelines.classic.pixels import F32, as_f32, as_u8, split
 
 # Non-local means compares 7x7 patches within a search window; the window sets the
 # cost. A preview gets a smaller window: about 3x faster, a little less smoothing.
 PATCH = 7
 SEARCH_FINAL = 21
 SEARCH_PREVIEW = 11
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # Rec. 601
 
 
 def denoise(image: Image.Image, params: DenoiseParams, ctx: OpContext) -> Image.Image:
@@ -31,28 +32,27 @@ def denoise(image: Image.Image, params: DenoiseParams, ctx: OpContext) -> Image.
     else:
         # Same h for chroma: measured best on real photos with sensor-like noise.
         out = cv2.fastNlMeansDenoisingColored(planes.color, None, h, h, PATCH, search)
-    return planes.rebuild(out)
+    return planes.rebuild(as_u8(out))
 
 
 def sharpen(image: Image.Image, params: SharpenParams, ctx: OpContext) -> Image.Image:
-    """Unsharp mask on luma: add back `amount` x (image - blur(radius)).
+    """Unsharp mask on luma: add back `amount` x (luma - blur(luma, radius)).
 
     Differences smaller than `threshold` levels are left alone, so flat areas and
-    fine noise are not sharpened. Working on luma only avoids coloured halos.
+    fine noise are not sharpened (and those pixels come back unchanged). The same
+    luma change is added to R, G and B, which keeps chroma: no coloured halos.
     """
     planes = split(image)
-    if planes.is_gray:
-        return planes.rebuild(_unsharp(planes.color, params))
-    ycrcb = cv2.cvtColor(planes.color, cv2.COLOR_RGB2YCrCb)
-    ycrcb[..., 0] = _unsharp(np.ascontiguousarray(ycrcb[..., 0]), params)
-    return planes.rebuild(cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2RGB))
+    color = planes.color.astype(np.float32)
+    luma = color if planes.is_gray else color @ LUMA_WEIGHTS
+    change = np.float32(params.amount) * _detail(luma, params)
+    out = color + (change if planes.is_gray else change[..., None])
+    return planes.rebuild(np.clip(np.rint(out), 0, 255).astype(np.uint8))
 
 
-def _unsharp(channel: U8, params: SharpenParams) -> U8:
-    source: F32 = channel.astype(np.float32)
-    blurred = cv2.GaussianBlur(source, (0, 0), sigmaX=params.radius, borderType=cv2.BORDER_REFLECT)
-    detail = source - blurred
+def _detail(luma: F32, params: SharpenParams) -> F32:
+    blurred = cv2.GaussianBlur(luma, (0, 0), sigmaX=params.radius, borderType=cv2.BORDER_REFLECT)
+    detail = luma - as_f32(blurred)
     if params.threshold > 0:
         detail = np.where(np.abs(detail) >= params.threshold, detail, np.float32(0.0))
-    out = source + np.float32(params.amount) * detail
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return detail.astype(np.float32)

@@ -14,8 +14,8 @@ from PIL import Image
 from jobs.ops.classic import AutoLevelsParams, ExposureParams, WhiteBalanceParams
 from pipelines.base import OpContext
 from pipelines.classic.pixels import (
-    SRGB_TO_LINEAR,
     F32,
+    SRGB_TO_LINEAR,
     U8,
     apply_curve,
     histogram,
@@ -79,7 +79,7 @@ def white_balance(image: Image.Image, params: WhiteBalanceParams, ctx: OpContext
     reference = reference_white(planes.samples(), params.method)
     gains = np.clip(reference.mean() / np.maximum(reference, 1e-6), 1 / MAX_GAIN, MAX_GAIN)
     gains = gains**params.strength
-    ctx.info["white_balance_gains"] = [round(float(g), 4) for g in gains]
+    ctx.info["gains"] = [round(float(g), 4) for g in gains]
     return planes.rebuild(to_srgb(to_linear(planes.color) * gains.astype(np.float32)))
 
 

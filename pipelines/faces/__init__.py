@@ -3,6 +3,7 @@ spot where InstantID's ArcFace encoder is loaded from the model store."""
 
 from pipelines.faces.analyzer import (
     ATTEMPTS,
+    PREVIEW_ATTEMPTS,
     SAME_PERSON,
     Attempt,
     FaceAnalyzer,
@@ -18,6 +19,7 @@ __all__ = [
     "ARCFACE_MODEL",
     "ATTEMPTS",
     "KEYPOINT_NAMES",
+    "PREVIEW_ATTEMPTS",
     "SAME_PERSON",
     "ArcFaceEncoder",
     "Attempt",

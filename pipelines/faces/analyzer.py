@@ -10,6 +10,7 @@ tight crop leaves the detector no context around the face) and other input sizes
 from __future__ import annotations
 
 import importlib.util
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -48,6 +49,10 @@ ATTEMPTS: tuple[Attempt, ...] = (
     Attempt(320, pad=0.6),
     Attempt(1920),
 )
+
+PREVIEW_ATTEMPTS: tuple[Attempt, ...] = (Attempt(320), *ATTEMPTS)
+"""A preview tries a 320 px pass first: a quarter of the cost, and a portrait's face
+is still 50+ px there; keypoints are a little coarser, which a draft can afford."""
 
 
 def detector_scale(attempt: Attempt, longest: int) -> float:
@@ -89,10 +94,17 @@ class FaceAnalyzer:
         detector: cv2.FaceDetectorYN,
         recognizer: cv2.FaceRecognizerSF,
         attempts: Sequence[Attempt] = ATTEMPTS,
+        lock: threading.Lock | None = None,
     ) -> None:
         self.detector = detector
         self.recognizer = recognizer
         self.attempts = tuple(attempts)
+        # OpenCV's networks keep per-call state (input size): one call at a time.
+        self._lock = lock or threading.Lock()
+
+    def with_attempts(self, attempts: Sequence[Attempt]) -> FaceAnalyzer:
+        """The same networks (and their lock), trying other passes."""
+        return FaceAnalyzer(self.detector, self.recognizer, attempts, self._lock)
 
     @classmethod
     def load(cls, models_dir: Path | None = None, nms: float = 0.3) -> FaceAnalyzer:
@@ -140,8 +152,9 @@ class FaceAnalyzer:
         return self._embed_bgr(to_bgr(image), face)
 
     def _embed_bgr(self, bgr: np.ndarray, face: Face) -> Face:
-        aligned = self.recognizer.alignCrop(bgr, face.as_row())
-        feature = self.recognizer.feature(aligned).ravel().astype(np.float32)
+        with self._lock:
+            aligned = self.recognizer.alignCrop(bgr, face.as_row())
+            feature = self.recognizer.feature(aligned).ravel().astype(np.float32)
         norm = float(np.linalg.norm(feature))
         return replace(face, embedding=feature / norm if norm else feature)
 
@@ -173,8 +186,9 @@ class FaceAnalyzer:
         resized = cv2.resize(
             bgr, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         )
-        self.detector.setInputSize(size)
-        _, rows = self.detector.detect(resized)
+        with self._lock:
+            self.detector.setInputSize(size)
+            _, rows = self.detector.detect(resized)
         if rows is None:
             return []
         return [Face.from_row(row, scale, (border, border)) for row in rows]

@@ -12,10 +12,9 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
 import torch
-from diffusers import AutoencoderTiny, DiffusionPipeline
+from diffusers import AutoencoderTiny
 from PIL import Image
 
-from jobs.ops.generative import GenerativeParams
 from model_store.cache import LocalModel
 from model_store.manifest import Variant
 from pipelines.base import OpContext
@@ -29,19 +28,20 @@ TINY_DECODER = "tiny_decoder"
 class EditPipeline:
     """One loaded variant of an edit model; call it with an image, params and a context."""
 
-    diffusers_class: ClassVar[type[DiffusionPipeline]]
+    diffusers_class: ClassVar[type[Any]]
+    """The diffusers pipeline class this one loads (its name is the manifest's pipeline_class)."""
     takes_tiny_decoder: ClassVar[bool] = True
     """False where no TAESD-class decoder fits the model's latents (Qwen's are 3-D)."""
 
     def __init__(
         self,
-        pipe: DiffusionPipeline,
+        pipe: Any,
         variant: Variant,
         *,
-        tiny_decoder: AutoencoderTiny | None = None,
+        tiny_decoder: Any = None,
         ref: str = "",
     ) -> None:
-        self.pipe = pipe
+        self.pipe = pipe  # a diffusers pipeline; typed Any as diffusers' attributes are dynamic
         self.variant = variant
         self.tiny_decoder = tiny_decoder
         self.ref = ref or type(pipe).__name__
@@ -66,6 +66,10 @@ class EditPipeline:
     def check_inputs(cls, image: Image.Image, params: Any, ctx: OpContext) -> None:
         """Refuse bad input before any model work; the op calls it before loading the model."""
         check_image(image)
+
+    def __call__(self, image: Image.Image, params: Any, ctx: OpContext) -> Image.Image:
+        """Run the edit; each subclass writes it as a numbered recipe."""
+        raise NotImplementedError
 
     @property
     def multiple(self) -> int:
@@ -100,11 +104,13 @@ class EditPipeline:
         return latents
 
     @torch.inference_mode()
-    def _decode_tiny(self, tiny: AutoencoderTiny, result: Any, plan: SizePlan) -> Image.Image:
+    def _decode_tiny(self, tiny: Any, result: Any, plan: SizePlan) -> Image.Image:
         latents = self._spatial_latents(result.images, plan).to(tiny.dtype)
         shift = getattr(tiny.config, "shift_factor", 0.0) or 0.0
         decoded = tiny.decode(latents / tiny.config.scaling_factor + shift, return_dict=False)[0]
-        images: list[Image.Image] = self.pipe.image_processor.postprocess(decoded, output_type="pil")
+        images: list[Image.Image] = self.pipe.image_processor.postprocess(
+            decoded, output_type="pil"
+        )
         return images[0]
 
 
@@ -121,9 +127,7 @@ class FluxLatents:
         return unpacked
 
 
-def _load_tiny_decoder(
-    local: LocalModel, pipe: DiffusionPipeline, device: torch.device
-) -> AutoencoderTiny:
+def _load_tiny_decoder(local: LocalModel, pipe: Any, device: torch.device) -> Any:
     with local.in_use():
         tiny = AutoencoderTiny.from_pretrained(local.path, dtype=pipe.vae.dtype)
     return tiny.to(device).eval()

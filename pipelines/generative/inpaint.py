@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from diffusers import DiffusionPipeline, FluxFillPipeline, StableDiffusionInpaintPipeline
+from diffusers import FluxFillPipeline, StableDiffusionInpaintPipeline
 from PIL import Image, ImageDraw, ImageFilter
 
 from jobs.errors import InputInvalid
@@ -50,8 +50,10 @@ def region_mask(image: Image.Image, params: InpaintParams, ctx: OpContext) -> Im
     elif ctx.extra_inputs:
         mask = _image_mask(image.size, ctx.extra_inputs[0])
     else:
-        raise InputInvalid("inpaint needs a region: give box=[left, top, right, bottom] or "
-                           "send a mask image as the job's extra input")
+        raise InputInvalid(
+            "inpaint needs a region: give box=[left, top, right, bottom] or "
+            "send a mask image as the job's extra input"
+        )
     if mask.getbbox() is None:
         raise InputInvalid("the mask marks nothing to repaint (it is all black)")
     return mask
@@ -107,7 +109,7 @@ class InpaintPipeline(EditPipeline):
 class StableDiffusionInpaint(InpaintPipeline):
     """`inpaint` with an SD inpainting model (9-channel UNet)."""
 
-    diffusers_class: ClassVar[type[DiffusionPipeline]] = StableDiffusionInpaintPipeline
+    diffusers_class: ClassVar[type[Any]] = StableDiffusionInpaintPipeline
 
     @property
     def multiple(self) -> int:
@@ -120,7 +122,7 @@ class StableDiffusionInpaint(InpaintPipeline):
 class FluxFill(FluxLatents, InpaintPipeline):
     """`inpaint` with FLUX.1 Fill."""
 
-    diffusers_class: ClassVar[type[DiffusionPipeline]] = FluxFillPipeline
+    diffusers_class: ClassVar[type[Any]] = FluxFillPipeline
 
     def _model_inputs(self, params: InpaintParams) -> dict[str, Any]:
         if params.negative_prompt is not None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from diffusers import DiffusionPipeline, StableDiffusionInstructPix2PixPipeline
+from diffusers import StableDiffusionInstructPix2PixPipeline
 from PIL import Image
 
 from jobs.ops.generative import InstructPix2PixParams
@@ -16,7 +16,7 @@ from pipelines.generative.sizing import fit, lane_side, lane_steps, plan_size
 class InstructPix2PixEdit(EditPipeline):
     """`ip2p_edit`: `guidance` pulls toward the instruction, `image_guidance` toward the input."""
 
-    diffusers_class: ClassVar[type[DiffusionPipeline]] = StableDiffusionInstructPix2PixPipeline
+    diffusers_class: ClassVar[type[Any]] = StableDiffusionInstructPix2PixPipeline
 
     @property
     def multiple(self) -> int:

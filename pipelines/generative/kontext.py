@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from diffusers import DiffusionPipeline, FluxKontextPipeline
+from diffusers import FluxKontextPipeline
 from PIL import Image
 
 from jobs.ops.generative import KontextEditParams
@@ -16,7 +16,7 @@ from pipelines.generative.sizing import fit, lane_side, lane_steps, plan_size
 class KontextEdit(FluxLatents, EditPipeline):
     """`kontext_edit`: change an image as the prompt says, keeping what it does not mention."""
 
-    diffusers_class: ClassVar[type[DiffusionPipeline]] = FluxKontextPipeline
+    diffusers_class: ClassVar[type[Any]] = FluxKontextPipeline
 
     def __call__(
         self, image: Image.Image, params: KontextEditParams, ctx: OpContext

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import diffusers.pipelines.qwenimage.pipeline_qwenimage_edit as edit_module
 import diffusers.pipelines.qwenimage.pipeline_qwenimage_edit_plus as plus_module
-from diffusers import DiffusionPipeline, QwenImageEditPipeline, QwenImageEditPlusPipeline
+from diffusers import QwenImageEditPipeline, QwenImageEditPlusPipeline
 from PIL import Image
 
 from jobs.errors import InputInvalid
@@ -35,7 +35,7 @@ def _vae_area(module: ModuleType, area: int) -> Iterator[None]:
     diffusers offers no parameter for it, and at 1 MP even a tiny model spends seconds
     in its VAE. The vision-language prompt images keep their own (smaller) size.
     """
-    original: Callable[..., Any] = module.calculate_dimensions
+    original: Callable[..., Any] = getattr(module, "calculate_dimensions")  # noqa: B009
 
     def sized(target_area: int, ratio: float) -> Any:
         dims = original(area if target_area == QWEN_VAE_AREA else target_area, ratio)
@@ -43,17 +43,17 @@ def _vae_area(module: ModuleType, area: int) -> Iterator[None]:
         return tuple(max(32, v) if isinstance(v, int) else v for v in dims)
 
     with _area_lock:
-        module.calculate_dimensions = sized
+        setattr(module, "calculate_dimensions", sized)  # noqa: B010
         try:
             yield
         finally:
-            module.calculate_dimensions = original
+            setattr(module, "calculate_dimensions", original)  # noqa: B010
 
 
 class QwenEdit(EditPipeline):
     """`qwen_edit` with a single-image Qwen-Image-Edit model."""
 
-    diffusers_class: ClassVar[type[DiffusionPipeline]] = QwenImageEditPipeline
+    diffusers_class: ClassVar[type[Any]] = QwenImageEditPipeline
     takes_tiny_decoder: ClassVar[bool] = False
     max_extra_images: ClassVar[int] = 0
     module: ClassVar[ModuleType] = edit_module
@@ -101,7 +101,7 @@ class QwenEdit(EditPipeline):
 class QwenEditPlus(QwenEdit):
     """`qwen_edit` with Qwen-Image-Edit-Plus: the input plus up to two reference images."""
 
-    diffusers_class: ClassVar[type[DiffusionPipeline]] = QwenImageEditPlusPipeline
+    diffusers_class: ClassVar[type[Any]] = QwenImageEditPlusPipeline
     max_extra_images: ClassVar[int] = MAX_EXTRA_IMAGES
     module: ClassVar[ModuleType] = plus_module
 

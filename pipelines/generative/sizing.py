@@ -45,11 +45,14 @@ def check_image(image: Image.Image, what: str = "input image") -> None:
     """Refuse images no edit model can use: too small or too elongated."""
     width, height = image.size
     if min(width, height) < MIN_SIDE:
-        raise InputInvalid(f"{what} is {width}x{height}; generative edits need at least "
-                           f"{MIN_SIDE} px per side")
+        raise InputInvalid(
+            f"{what} is {width}x{height}; generative edits need at least {MIN_SIDE} px per side"
+        )
     if max(width, height) / min(width, height) > MAX_ASPECT:
-        raise InputInvalid(f"{what} is {width}x{height}; generative edits take aspect ratios up "
-                           f"to {MAX_ASPECT:g}:1, crop it first")
+        raise InputInvalid(
+            f"{what} is {width}x{height}; generative edits take aspect ratios up "
+            f"to {MAX_ASPECT:g}:1, crop it first"
+        )
 
 
 def _round_to(value: int, multiple: int) -> int:

@@ -98,9 +98,7 @@ def ip2p() -> StableDiffusionInstructPix2PixPipeline:
 
 
 def sd_inpaint() -> StableDiffusionInpaintPipeline:
-    scheduler = DDIMScheduler(
-        **SD_BETAS, clip_sample=False, set_alpha_to_one=False, steps_offset=1
-    )
+    scheduler = DDIMScheduler(**SD_BETAS, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
     return StableDiffusionInpaintPipeline(
         unet=parts.sd_unet(in_channels=9), scheduler=scheduler, **_sd_parts()
     )
@@ -197,5 +195,5 @@ def make_tiny_command(out_dir: Path, publish: bool) -> None:
         from jobs.settings import load_settings
 
         store = ModelStore.from_settings(load_settings())
-        for name, manifest in publish_tiny(store, out_dir).items():
+        for manifest in publish_tiny(store, out_dir).values():
             click.echo(f"published {manifest.ref} ({ALIAS}) to {store.uri}")

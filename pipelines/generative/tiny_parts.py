@@ -120,23 +120,24 @@ def clip_text_encoder(vocab_size: int) -> CLIPTextModel:
 
 def t5_encoder(vocab_size: int) -> T5EncoderModel:
     seeded()
-    config = T5Config(
-        vocab_size=vocab_size,
-        d_model=TEXT_DIM,
-        d_ff=37,
-        d_kv=8,
-        num_layers=2,
-        num_heads=4,
-        pad_token_id=0,
-        eos_token_id=1,
-        decoder_start_token_id=0,
-    )
-    return T5EncoderModel(config)
+    # transformers' configs take their fields as **kwargs: a dict keeps mypy out of it.
+    fields: dict[str, Any] = {
+        "vocab_size": vocab_size,
+        "d_model": TEXT_DIM,
+        "d_ff": 37,
+        "d_kv": 8,
+        "num_layers": 2,
+        "num_heads": 4,
+        "pad_token_id": 0,
+        "eos_token_id": 1,
+        "decoder_start_token_id": 0,
+    }
+    return T5EncoderModel(T5Config(**fields))
 
 
 def qwen_vl_encoder(tokenizer: Qwen2Tokenizer) -> Qwen2_5_VLForConditionalGeneration:
     seeded()
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
+    ids: dict[str, Any] = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
     text = {
         "hidden_size": 16,
         "intermediate_size": 16,
@@ -149,22 +150,27 @@ def qwen_vl_encoder(tokenizer: Qwen2Tokenizer) -> Qwen2_5_VLForConditionalGenera
         "bos_token_id": ids["<|endoftext|>"],
         "eos_token_id": ids["<|im_end|>"],
     }
-    vision = {"depth": 2, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2,
-              "out_hidden_size": 16}
-    config = Qwen2_5_VLConfig(
-        text_config=text,
-        vision_config=vision,
-        hidden_size=16,
-        vocab_size=len(tokenizer),
-        bos_token_id=ids["<|endoftext|>"],
-        eos_token_id=ids["<|im_end|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-        vision_token_id=ids["<|image_pad|>"],
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-    )
-    return Qwen2_5_VLForConditionalGeneration(config)
+    vision = {
+        "depth": 2,
+        "hidden_size": 16,
+        "intermediate_size": 16,
+        "num_heads": 2,
+        "out_hidden_size": 16,
+    }
+    fields: dict[str, Any] = {
+        "text_config": text,
+        "vision_config": vision,
+        "hidden_size": 16,
+        "vocab_size": len(tokenizer),
+        "bos_token_id": ids["<|endoftext|>"],
+        "eos_token_id": ids["<|im_end|>"],
+        "vision_start_token_id": ids["<|vision_start|>"],
+        "vision_end_token_id": ids["<|vision_end|>"],
+        "vision_token_id": ids["<|image_pad|>"],
+        "image_token_id": ids["<|image_pad|>"],
+        "video_token_id": ids["<|video_pad|>"],
+    }
+    return Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(**fields))
 
 
 def qwen_processor(tokenizer: Qwen2Tokenizer) -> Qwen2VLProcessor:

@@ -97,7 +97,7 @@ def bitsandbytes_nf4(variant: Variant, device: torch.device, components: list[st
     from diffusers import BitsAndBytesConfig
 
     dtype = compute_dtype(variant, "bf16")
-    config = BitsAndBytesConfig(
+    config: Any = BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype
     )
     quant = PipelineQuantizationConfig(quant_mapping=dict.fromkeys(components, config))
@@ -122,8 +122,9 @@ FP8_CONFIGS = {
 def float8(variant: Variant, device: torch.device, components: list[str]) -> LoadArgs:
     mode = str(variant.options.get("fp8", "weight_only"))
     if mode not in FP8_CONFIGS:
-        raise ModelUnavailable(f"variant {variant.name}: fp8 mode {mode!r} is not one of "
-                               f"{', '.join(FP8_CONFIGS)}")
+        raise ModelUnavailable(
+            f"variant {variant.name}: fp8 mode {mode!r} is not one of {', '.join(FP8_CONFIGS)}"
+        )
     return torchao_weight_only(FP8_CONFIGS[mode])(variant, device, components)
 
 

@@ -9,7 +9,7 @@ from jobs.errors import InputInvalid
 from jobs.ops.portrait import RemoveBackgroundParams
 from pipelines.base import OpContext
 from pipelines.portrait.resident import segmenter_for
-from pipelines.portrait.segmentation import refine_alpha
+from pipelines.portrait.segmentation import refine_alpha, work_image
 
 
 def remove_background(
@@ -25,7 +25,8 @@ def remove_background(
 
     # 2. person probability, then an alpha that follows the photo's edges
     segmenter, fallback_reason = segmenter_for(params.method, ctx.models, ctx.preview)
-    alpha = refine_alpha(rgb, segmenter.segment(rgb), params.feather_px)
+    work = work_image(rgb)
+    alpha = refine_alpha(rgb, segmenter.segment(work), params.feather_px, work)
     if image.mode in ("RGBA", "LA"):
         alpha *= np.asarray(image.getchannel("A"), dtype=np.float32) / 255.0
     ctx.info["method"] = segmenter.name
@@ -35,7 +36,9 @@ def remove_background(
 
     # 3. put it on what the params ask for
     if params.background == "transparent":
-        return Image.fromarray(np.dstack([rgb, to_uint8(alpha)]), "RGBA")
+        rgba = Image.fromarray(rgb, "RGB")
+        rgba.putalpha(Image.fromarray(to_uint8(alpha), "L"))
+        return rgba
     if params.background == "color":
         backdrop = np.empty_like(rgb)
         backdrop[:] = hex_rgb(params.color)

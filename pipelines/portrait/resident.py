@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.errors import ModelUnavailable
-from pipelines.faces import FaceAnalyzer
+from pipelines.faces import PREVIEW_ATTEMPTS, FaceAnalyzer
 from pipelines.faces.artifacts import model_files, single_file
 from pipelines.portrait.segmentation import (
     SELFIE_MODEL,
@@ -31,8 +31,11 @@ GRABCUT_SIDE = {False: 256, True: 160}
 
 
 @functools.cache
-def face_analyzer() -> FaceAnalyzer:
-    """The process's YuNet + SFace analyzer."""
+def face_analyzer(preview: bool = False) -> FaceAnalyzer:
+    """The process's YuNet + SFace analyzer; the preview one shares its networks and
+    tries a cheaper pass first."""
+    if preview:
+        return face_analyzer().with_attempts(PREVIEW_ATTEMPTS)
     return FaceAnalyzer.load()
 
 
@@ -86,7 +89,7 @@ def selfie_segmenter(models: Any) -> SelfieSegmenter:
 def segmenter_for(method: str, models: Any, preview: bool) -> tuple[Segmenter, str | None]:
     """The segmenter a `remove_background` method asks for, and why a fallback was
     taken (None if none was). `auto` falls back to GrabCut when the model is missing."""
-    grabcut = GrabCutSegmenter(face_analyzer(), work_side=GRABCUT_SIDE[preview])
+    grabcut = GrabCutSegmenter(face_analyzer(preview), work_side=GRABCUT_SIDE[preview])
     if method == "grabcut":
         return grabcut, None
     try:

@@ -24,7 +24,7 @@ def skin_smooth(image: Image.Image, params: SkinSmoothParams, ctx: OpContext) ->
     """
     # 1. find the faces (the op's only failure mode)
     try:
-        faces = face_analyzer().detect(image, all_faces=params.all_faces)
+        faces = face_analyzer(ctx.preview).detect(image, all_faces=params.all_faces)
     except FaceNotFound:
         if params.require_face:
             raise
@@ -40,6 +40,8 @@ def skin_smooth(image: Image.Image, params: SkinSmoothParams, ctx: OpContext) ->
         _smooth_face(rgb, face, params.strength, ctx.preview)
         ctx.progress((index + 1) / len(faces))
     result = Image.fromarray(rgb, "RGB")
+    if image.mode == "L":
+        return result.convert("L")  # a black-and-white portrait stays one
     if image.mode in ("RGBA", "LA"):
         result.putalpha(image.getchannel("A"))
     return result

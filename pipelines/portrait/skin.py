@@ -1,8 +1,8 @@
 """Face-aware skin smoothing: where to smooth (a skin mask) and how (edge-preserving).
 
-The mask is the face's oval, narrowed to pixels whose chroma (Cr, Cb in YCrCb) is
-close to skin sampled on that face's own cheeks, so any skin tone and lighting work
-and hair, background and collar drop out. Eyes, brows and the mouth are cut out
+The mask is the face's oval, narrowed to pixels whose colour (YCrCb) is close to
+skin sampled on that face's own cheeks, so any skin tone and lighting work and hair,
+background and collar drop out. Eyes, brows and the mouth are cut out
 around YuNet's keypoints; the mask is feathered so no seam shows. Scaled by the
 eye distance, so it behaves the same on a 60 px and a 600 px face.
 """
@@ -38,7 +38,7 @@ def skin_mask(rgb: np.ndarray, face: Face, crop: Crop) -> np.ndarray:
     shifted = _shift(face, left, top)
     oval = _face_oval(patch.shape[:2], shifted)
     skin = _skin_colour(patch, shifted) * oval
-    features = _feature_mask(patch.shape[:2], shifted)
+    features = feature_mask(patch.shape[:2], shifted)
     # Closing fills freckles and specular highlights the colour test rejects.
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, _odd(0.12 * shifted.eye_distance))
     skin = cv2.morphologyEx(skin, cv2.MORPH_CLOSE, kernel)
@@ -47,11 +47,6 @@ def skin_mask(rgb: np.ndarray, face: Face, crop: Crop) -> np.ndarray:
     protect = np.maximum(features, cv2.GaussianBlur(features, (0, 0), sigma))
     mask = cv2.GaussianBlur(skin, (0, 0), sigma) * (1.0 - protect)
     return np.clip(mask, 0.0, 1.0).astype(np.float32)
-
-
-def feature_mask(shape: tuple[int, int], face: Face) -> np.ndarray:
-    """1 over the eyes, brows and mouth of `face` (image coordinates), else 0."""
-    return _feature_mask(shape, face)
 
 
 def smooth_patch(patch: np.ndarray, eye_distance: float) -> np.ndarray:
@@ -118,8 +113,9 @@ def _cheek_samples(ycrcb: np.ndarray, face: Face) -> np.ndarray:
     return np.concatenate(rows)
 
 
-def _feature_mask(shape: tuple[int, int], face: Face) -> np.ndarray:
-    """Eyes (with lashes), brows and lips, as filled ellipses sized by the eye distance."""
+def feature_mask(shape: tuple[int, int], face: Face) -> np.ndarray:
+    """1 over the eyes (with lashes), brows and lips of `face`, else 0: filled ellipses
+    around the keypoints, sized by the eye distance."""
     d = face.eye_distance
     (rx, ry), (lx, ly), _, (mrx, mry), (mlx, mly) = face.keypoints
     angle = float(np.degrees(np.arctan2(ly - ry, lx - rx)))  # follow a tilted head

@@ -105,8 +105,10 @@ def test_a_canceled_job_stops_between_steps(op: str, photo: Image.Image, residen
 def test_bad_input_fails_before_any_model_loads(
     op: str, raw: dict[str, Any], extra: list[Image.Image], complaint: str, resident: Any
 ) -> None:
-    image = Image.new("RGB", (10, 10)) if complaint.startswith("at least") else Image.new(
-        "RGB", (120, 72)
+    image = (
+        Image.new("RGB", (10, 10))
+        if complaint.startswith("at least")
+        else Image.new("RGB", (120, 72))
     )
     with pytest.raises(InputInvalid, match=complaint):
         run(op, image, raw, resident, extra_inputs=extra)
@@ -168,9 +170,7 @@ def test_flux_fill_refuses_a_negative_prompt(photo: Image.Image, resident: Any) 
         run("inpaint", photo, raw, resident)
 
 
-def test_a_job_without_a_seed_records_the_one_it_used(
-    photo: Image.Image, resident: Any
-) -> None:
+def test_a_job_without_a_seed_records_the_one_it_used(photo: Image.Image, resident: Any) -> None:
     first = run("ip2p_edit", photo, {}, resident)
     repeat = run("ip2p_edit", photo, {}, resident, seed=first.info["seed"])
     assert np.array_equal(pixels(first), pixels(repeat))

@@ -76,8 +76,10 @@ def start_worker(tmp: Path, redis_url: str, port: int) -> subprocess.Popen[bytes
     command = [sys.executable, "-m", "celery", "-A", "metrics_app", "worker", "-Q", "cpu.final",
                "-P", "prefork", "-c", "2", "--without-gossip", "--without-mingle",
                "--without-heartbeat", "-l", "warning"]  # fmt: skip
-    return subprocess.Popen(command, cwd=tmp, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=open(tmp / "worker.log", "ab"))  # fmt: skip
+    log = open(tmp / "worker.log", "ab")  # noqa: SIM115 (the child keeps it open)
+    return subprocess.Popen(
+        command, cwd=tmp, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=log
+    )
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

@@ -227,9 +227,9 @@ def test_cancel_a_queued_job(cli_env: Env, redis_client: redis.Redis, tmp_path: 
     name = submit(cli_env, str(shoot), *OPS)
     store = store_of(redis_client, cli_env.settings)
     queued, running, done = [m["id"] for m in messages(redis_client, "cpu.final")]
-    store.transition(running, JobState.RUNNING, batch=name, attempt=True, worker="w")
-    store.transition(done, JobState.RUNNING, batch=name, attempt=True, worker="w")
-    store.transition(done, JobState.SUCCEEDED, batch=name, output="file:///x.webp")
+    store.transition(running, JobState.RUNNING, attempt=True, worker="w")
+    store.transition(done, JobState.RUNNING, attempt=True, worker="w")
+    store.transition(done, JobState.SUCCEEDED, output="file:///x.webp")
     result = cli_env.run("cancel", queued)
     assert result.exit_code == 0 and f"job {queued}: canceled" in result.output
     assert store.get(queued).state is JobState.CANCELED  # type: ignore[union-attr]

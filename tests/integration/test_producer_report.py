@@ -188,6 +188,9 @@ def test_s3_sources_outputs_and_presigned_contact_sheet(
     report = s3_env.run("status", "--batch", batch, "--report")
     assert report.exit_code == 0, report.output
     assert f"contact sheet: {out}/{batch}.contact.html" in report.output
+    open_url = report.output.split("open it (presigned, expires): ", 1)[1].split()[0]
+    with urllib.request.urlopen(open_url, timeout=5) as response:
+        assert b"darkroom batch" in response.read()
     html = client.get_object(Bucket=s3_bucket, Key=f"edited/{batch}.contact.html")["Body"].read()
     page = parse(html.decode())
     assert len(page.images) == 6 and "presigned" in "".join(page.text)

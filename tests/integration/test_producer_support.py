@@ -106,7 +106,7 @@ def play_worker(
 ) -> None:
     """Run `job` the way a worker records it: running, then succeeded with an output at
     `<output.uri>/<key>.<ext>` (the input inverted), or failed with a code."""
-    store.transition(job.id, JobState.RUNNING, batch=job.batch, attempt=True, worker="test-w1")
+    store.transition(job.id, JobState.RUNNING, attempt=True, worker="test-w1")
     if fail is not None:
         store.transition(
             job.id,
@@ -125,4 +125,4 @@ def play_worker(
     uri = location.put(
         f"{prefix}{job.output.key}.{job.output.extension}", buffer.getvalue(), "image/webp"
     )
-    store.transition(job.id, JobState.SUCCEEDED, batch=job.batch, output=uri)
+    store.transition(job.id, JobState.SUCCEEDED, output=uri)

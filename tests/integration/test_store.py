@@ -15,8 +15,10 @@ pytestmark = pytest.mark.integration
 
 def make_jobs(n: int, batch: str | None = "b1") -> list[Job]:
     recipe = Recipe(steps=[Step(op="denoise")])
-    return [Job(id=f"job{i}", input=f"file:///in/{i}.jpg", recipe=recipe, batch=batch,
-                priority=i % 10) for i in range(n)]
+    return [
+        Job(id=f"job{i}", input=f"file:///in/{i}.jpg", recipe=recipe, batch=batch, priority=i % 10)
+        for i in range(n)
+    ]
 
 
 def test_enqueue_writes_state_and_message_together(redis_client: redis.Redis) -> None:
@@ -33,15 +35,15 @@ def test_enqueue_writes_state_and_message_together(redis_client: redis.Redis) ->
 
 
 def test_resubmission_skips_live_and_finished_jobs_and_requeues_failed(
-        redis_client: redis.Redis) -> None:
+    redis_client: redis.Redis,
+) -> None:
     store = JobStore(redis_client)
     jobs = make_jobs(4)
     store.enqueue(Submission(j, "cpu.final") for j in jobs)
-    store.transition("job0", JobState.RUNNING, batch="b1", attempt=True, worker="w")
-    store.transition("job0", JobState.SUCCEEDED, batch="b1", output="file:///o/0.webp")
-    store.transition("job1", JobState.RUNNING, batch="b1", attempt=True, worker="w")
-    store.transition("job1", JobState.FAILED, batch="b1", error_code="input_invalid",
-                     error_message="bad")
+    store.transition("job0", JobState.RUNNING, attempt=True, worker="w")
+    store.transition("job0", JobState.SUCCEEDED, output="file:///o/0.webp")
+    store.transition("job1", JobState.RUNNING, attempt=True, worker="w")
+    store.transition("job1", JobState.FAILED, error_code="input_invalid", error_message="bad")
     report = store.enqueue(Submission(j, "cpu.final") for j in jobs)
     assert (report.new, report.requeued) == (0, 1)
     assert report.skipped == {"succeeded": 1, "queued": 2}
@@ -49,21 +51,24 @@ def test_resubmission_skips_live_and_finished_jobs_and_requeues_failed(
     assert requeued is not None and requeued.state is JobState.QUEUED
     assert requeued.error_code is None and requeued.attempts == 1
     counts = store.batch_counts("b1")
-    assert (counts["total"], counts["queued"], counts["succeeded"], counts["failed"]) == \
-        (4, 3, 1, 0)
+    assert (counts["total"], counts["queued"], counts["succeeded"], counts["failed"]) == (
+        4,
+        3,
+        1,
+        0,
+    )
 
 
 def test_lifecycle_refuses_impossible_transitions(redis_client: redis.Redis) -> None:
     store = JobStore(redis_client)
     store.enqueue([Submission(make_jobs(1)[0], "cpu.final")])
     with pytest.raises(TransitionRefused, match="it is queued"):
-        store.transition("job0", JobState.SUCCEEDED, batch="b1")
-    store.transition("job0", JobState.RUNNING, batch="b1", attempt=True, worker="w1")
-    store.transition("job0", JobState.RUNNING, batch="b1", attempt=True, worker="w2")
-    store.transition("job0", JobState.SUCCEEDED, batch="b1", output="file:///x.webp",
-                     result={"width": 3})
+        store.transition("job0", JobState.SUCCEEDED)
+    store.transition("job0", JobState.RUNNING, attempt=True, worker="w1")
+    store.transition("job0", JobState.RUNNING, attempt=True, worker="w2")
+    store.transition("job0", JobState.SUCCEEDED, output="file:///x.webp", result={"width": 3})
     with pytest.raises(TransitionRefused, match="it is succeeded"):
-        store.transition("job0", JobState.RUNNING, batch="b1")
+        store.transition("job0", JobState.RUNNING)
     with pytest.raises(TransitionRefused, match="does not exist"):
         store.transition("nope", JobState.RUNNING)
     record = store.get("job0")
@@ -82,7 +87,9 @@ def test_cancel_queued_now_and_running_at_next_step(redis_client: redis.Redis) -
     canceled = store.cancel(a.id)
     assert canceled is not None and canceled.state is JobState.CANCELED
     assert canceled.error_code is ErrorCode.CANCELED
-    store.transition(b.id, JobState.RUNNING, batch="b1", attempt=True, worker="w")
+    store.transition(b.id, JobState.RUNNING, attempt=True, worker="w")
+    assert store.batch_counts("b1")["canceled"] == 1
+    assert store.batch_counts("b1")["queued"] == 0
     running = store.cancel(b.id)
     assert running is not None and running.state is JobState.RUNNING and running.cancel_requested
 

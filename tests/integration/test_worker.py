@@ -42,14 +42,17 @@ def wait_done(store: JobStore, ids: list[str], timeout: float = 90) -> None:
     assert wait_until(done, timeout), [store.get(i) for i in ids if store.get(i)]
 
 
-def test_a_job_runs_end_to_end(workers: WorkerFactory, redis_client: redis.Redis,
-                               tmp_path: Path) -> None:
+def test_a_job_runs_end_to_end(
+    workers: WorkerFactory, redis_client: redis.Redis, tmp_path: Path
+) -> None:
     workers.start(lane="final")
     store = JobStore(redis_client)
     src = photo(tmp_path / "astronaut.jpg")
-    job = Job(input=src, recipe=Recipe(steps=[Step(op="resize", params={"max_side": 200}),
-                                              Step(op="auto_levels")]),
-              output=OutputSpec(format="png", key="portraits/astro"))
+    job = Job(
+        input=src,
+        recipe=Recipe(steps=[Step(op="resize", params={"max_side": 200}), Step(op="auto_levels")]),
+        output=OutputSpec(format="png", key="portraits/astro"),
+    )
     submit(store, [job])
     wait_done(store, [job.id])
     record = store.get(job.id)
@@ -66,12 +69,18 @@ def test_a_job_runs_end_to_end(workers: WorkerFactory, redis_client: redis.Redis
 def png_header_claiming(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     chunk = b"IHDR" + ihdr
-    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk
-            + struct.pack(">I", zlib.crc32(chunk)) + b"\x00" * 64)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", len(ihdr))
+        + chunk
+        + struct.pack(">I", zlib.crc32(chunk))
+        + b"\x00" * 64
+    )
 
 
 def test_bad_inputs_fail_their_own_jobs_and_the_worker_keeps_serving(
-        workers: WorkerFactory, redis_client: redis.Redis, tmp_path: Path) -> None:
+    workers: WorkerFactory, redis_client: redis.Redis, tmp_path: Path
+) -> None:
     folder = tmp_path / "mixed"
     folder.mkdir()
     good = io.BytesIO()
@@ -83,16 +92,27 @@ def test_bad_inputs_fail_their_own_jobs_and_the_worker_keeps_serving(
     Image.new("RGB", (1, 1), "red").save(folder / "tiny.png")
     (folder / "good1.jpg").write_bytes(good.getvalue())
     Image.fromarray(data.coffee()).save(folder / "good2.png")
-    expected = {"zero": (ErrorCode.INPUT_INVALID, "zero.jpg: empty file"),
-                "truncated": (ErrorCode.INPUT_INVALID, "truncated or corrupt JPEG"),
-                "text": (ErrorCode.INPUT_INVALID, "text file is not an image"),
-                "huge": (ErrorCode.INPUT_TOO_LARGE, "30000x30000"),
-                "tiny": (ErrorCode.INPUT_INVALID, "1x1 image is too small"),
-                "missing": (ErrorCode.INPUT_INVALID, "input not found"),
-                "good1": None, "good2": None}
+    expected = {
+        "zero": (ErrorCode.INPUT_INVALID, "zero.jpg: empty file"),
+        "truncated": (ErrorCode.INPUT_INVALID, "truncated or corrupt JPEG"),
+        "text": (ErrorCode.INPUT_INVALID, "text file is not an image"),
+        "huge": (ErrorCode.INPUT_TOO_LARGE, "30000x30000"),
+        "tiny": (ErrorCode.INPUT_INVALID, "1x1 image is too small"),
+        "missing": (ErrorCode.INPUT_INVALID, "input not found"),
+        "good1": None,
+        "good2": None,
+    }
     recipe = Recipe(steps=[Step(op="resize", params={"max_side": 64})])
-    jobs = {name: Job(input=(folder / f"{name}.{'png' if name in ('text', 'huge', 'tiny', 'good2') else 'jpg'}").as_uri(),
-                      recipe=recipe, output=OutputSpec(key=name)) for name in expected}
+    jobs = {
+        name: Job(
+            input=(
+                folder / f"{name}.{'png' if name in ('text', 'huge', 'tiny', 'good2') else 'jpg'}"
+            ).as_uri(),
+            recipe=recipe,
+            output=OutputSpec(key=name),
+        )
+        for name in expected
+    }
     workers.start(lane="final")
     store = JobStore(redis_client)
     submit(store, list(jobs.values()))
@@ -117,12 +137,20 @@ def test_bad_inputs_fail_their_own_jobs_and_the_worker_keeps_serving(
 
 
 def test_killed_worker_job_runs_again_on_another_worker_within_seconds(
-        workers: WorkerFactory, redis_client: redis.Redis, tmp_path: Path) -> None:
+    workers: WorkerFactory, redis_client: redis.Redis, tmp_path: Path
+) -> None:
     src = photo(tmp_path / "astronaut.jpg", side=768)
-    slow = Recipe(steps=[Step(op="denoise", params={"strength": 10}),
-                         Step(op="sharpen"), Step(op="resize", params={"max_side": 256})])
-    jobs = [Job(input=src, recipe=slow, output=OutputSpec(key=f"k/{i}"), batch="crash")
-            for i in range(10)]
+    slow = Recipe(
+        steps=[
+            Step(op="denoise", params={"strength": 10}),
+            Step(op="sharpen"),
+            Step(op="resize", params={"max_side": 256}),
+        ]
+    )
+    jobs = [
+        Job(input=src, recipe=slow, output=OutputSpec(key=f"k/{i}"), batch="crash")
+        for i in range(10)
+    ]
     victim = workers.start(lane="final", name="victim")
     survivor = workers.start(lane="final", name="survivor")
     store = JobStore(redis_client)
@@ -131,8 +159,11 @@ def test_killed_worker_job_runs_again_on_another_worker_within_seconds(
     def victim_busy() -> str | None:
         for job in jobs:
             record = store.get(job.id)
-            if record and record.state is JobState.RUNNING and (record.worker or "").startswith(
-                    "victim"):
+            if (
+                record
+                and record.state is JobState.RUNNING
+                and (record.worker or "").startswith("victim")
+            ):
                 return job.id
         return None
 
@@ -149,7 +180,9 @@ def test_killed_worker_job_runs_again_on_another_worker_within_seconds(
     assert wait_until(restarted, 30)
     record = store.get(job_id)
     assert record is not None and record.running_at is not None
-    assert record.running_at - killed_at < 10, f"restarted after {record.running_at - killed_at:.1f}s"
+    assert record.running_at - killed_at < 10, (
+        f"restarted after {record.running_at - killed_at:.1f}s"
+    )
     wait_done(store, [j.id for j in jobs], timeout=180)
     records = [store.get(j.id) for j in jobs]
     assert all(r is not None and r.state is JobState.SUCCEEDED for r in records), records
@@ -161,17 +194,26 @@ def test_killed_worker_job_runs_again_on_another_worker_within_seconds(
 
 
 def test_preview_does_not_wait_behind_a_final_backlog(
-        workers: WorkerFactory, redis_client: redis.Redis, tmp_path: Path) -> None:
+    workers: WorkerFactory, redis_client: redis.Redis, tmp_path: Path
+) -> None:
     src = photo(tmp_path / "astronaut.jpg", side=512)
     store = JobStore(redis_client)
-    finals = [Job(input=src, recipe=Recipe(steps=[Step(op="denoise")]),
-                  output=OutputSpec(key=f"f/{i}")) for i in range(30)]
+    finals = [
+        Job(input=src, recipe=Recipe(steps=[Step(op="denoise")]), output=OutputSpec(key=f"f/{i}"))
+        for i in range(30)
+    ]
     submit(store, finals)
     workers.start(lane="both", name="both")
-    assert wait_until(lambda: any(s is JobState.RUNNING for s in store.states(
-        [j.id for j in finals])), 60)
-    preview = Job(input=src, recipe=Recipe(steps=[Step(op="resize", params={"max_side": 64})]),
-                  mode=Lane.PREVIEW, priority=0, output=OutputSpec(key="p"))
+    assert wait_until(
+        lambda: any(s is JobState.RUNNING for s in store.states([j.id for j in finals])), 60
+    )
+    preview = Job(
+        input=src,
+        recipe=Recipe(steps=[Step(op="resize", params={"max_side": 64})]),
+        mode=Lane.PREVIEW,
+        priority=0,
+        output=OutputSpec(key="p"),
+    )
     submit(store, [preview], PREVIEW)
     wait_done(store, [preview.id], timeout=30)
     record = store.get(preview.id)
@@ -181,12 +223,15 @@ def test_preview_does_not_wait_behind_a_final_backlog(
     assert waiting >= 20, "the preview should have run while the final backlog was still queued"
 
 
-def test_a_canceled_queued_job_never_starts(workers: WorkerFactory, redis_client: redis.Redis,
-                                            tmp_path: Path) -> None:
+def test_a_canceled_queued_job_never_starts(
+    workers: WorkerFactory, redis_client: redis.Redis, tmp_path: Path
+) -> None:
     store = JobStore(redis_client)
     src = photo(tmp_path / "a.jpg", side=64)
-    keep, drop = (Job(input=src, recipe=Recipe(steps=[Step(op="auto_levels")]),
-                      output=OutputSpec(key=k)) for k in ("keep", "drop"))
+    keep, drop = (
+        Job(input=src, recipe=Recipe(steps=[Step(op="auto_levels")]), output=OutputSpec(key=k))
+        for k in ("keep", "drop")
+    )
     submit(store, [drop, keep])
     store.cancel(drop.id)
     workers.start(lane="final")
@@ -194,4 +239,3 @@ def test_a_canceled_queued_job_never_starts(workers: WorkerFactory, redis_client
     assert store.get(drop.id).state is JobState.CANCELED  # type: ignore[union-attr]
     assert store.get(keep.id).state is JobState.SUCCEEDED  # type: ignore[union-attr]
     assert not (tmp_path / "out" / "drop.webp").exists()
-

@@ -23,7 +23,7 @@ def test_the_shipped_example_serves_every_queue_of_the_default_tiers() -> None:
 
 
 def test_a_preview_pool_without_a_warm_replica_is_refused() -> None:
-    with pytest.raises(ConfigError, match="a10.preview.*min_replicas >= 1"):
+    with pytest.raises(ConfigError, match=r"a10\.preview.*min_replicas >= 1"):
         parse_pools({"pools": [{"queue": "a10.preview", "min_replicas": 0, "max_replicas": 2}]})
 
 
@@ -31,7 +31,7 @@ def test_bounds_and_duplicates_are_checked() -> None:
     with pytest.raises(ConfigError, match="max_replicas is below min_replicas"):
         parse_pools({"pools": [{"queue": "cpu.final", "min_replicas": 3, "max_replicas": 2}]})
     twice = {"queue": "cpu.final", "max_replicas": 2}
-    with pytest.raises(ConfigError, match="listed twice: cpu.final"):
+    with pytest.raises(ConfigError, match=r"listed twice: cpu\.final"):
         parse_pools({"pools": [twice, twice]})
 
 

@@ -21,8 +21,13 @@ def recipe(*steps: dict[str, object]) -> Recipe:
 
 
 def test_job_round_trips_through_json_with_schema_version() -> None:
-    job = Job(input="file:///photos/a.jpg", recipe=recipe({"denoise": {"strength": 5}}),
-              mode=Lane.PREVIEW, priority=2, output=OutputSpec(format="png", key="a"))
+    job = Job(
+        input="file:///photos/a.jpg",
+        recipe=recipe({"denoise": {"strength": 5}}),
+        mode=Lane.PREVIEW,
+        priority=2,
+        output=OutputSpec(format="png", key="a"),
+    )
     data = json.loads(job.to_json())
     assert data["schema"] == 1
     assert Job.from_json(job.to_json()) == job
@@ -43,22 +48,43 @@ def test_old_messages_missing_optional_fields_still_decode() -> None:
     assert job.mode is Lane.FINAL and job.priority == 5 and job.output.format == "webp"
 
 
-@pytest.mark.parametrize("bad, fragment", [
-    ({"input": "ftp://x/a.jpg", "recipe": {"steps": [{"op": "sharpen"}]}}, "input must start"),
-    ({"input": "file:///a.jpg", "recipe": {"steps": []}}, "recipe.steps"),
-    ({"input": "file:///a.jpg", "recipe": {"steps": [{"op": "blur"}]}}, "unknown op 'blur'"),
-    ({"input": "file:///a.jpg", "recipe": {"steps": [{"op": "exposure", "params": {"ev": 9}}]}},
-     "ev"),
-    ({"input": "file:///a.jpg", "recipe": {"steps": [{"op": "denoise",
-                                                      "params": {"strenght": 3}}]}},
-     "strenght"),
-    ({"input": "file:///a.jpg", "recipe": {"steps": [{"op": "sharpen"}]}, "priority": 12},
-     "priority"),
-    ({"input": "file:///a.jpg", "recipe": {"steps": [{"op": "sharpen"}]},
-      "output": {"key": "../escape"}}, "key"),
-])
-def test_bad_jobs_fail_with_one_readable_schema_error(bad: dict[str, object],
-                                                      fragment: str) -> None:
+@pytest.mark.parametrize(
+    "bad, fragment",
+    [
+        ({"input": "ftp://x/a.jpg", "recipe": {"steps": [{"op": "sharpen"}]}}, "input must start"),
+        ({"input": "file:///a.jpg", "recipe": {"steps": []}}, "recipe.steps"),
+        ({"input": "file:///a.jpg", "recipe": {"steps": [{"op": "blur"}]}}, "unknown op 'blur'"),
+        (
+            {
+                "input": "file:///a.jpg",
+                "recipe": {"steps": [{"op": "exposure", "params": {"ev": 9}}]},
+            },
+            "ev",
+        ),
+        (
+            {
+                "input": "file:///a.jpg",
+                "recipe": {"steps": [{"op": "denoise", "params": {"strenght": 3}}]},
+            },
+            "strenght",
+        ),
+        (
+            {"input": "file:///a.jpg", "recipe": {"steps": [{"op": "sharpen"}]}, "priority": 12},
+            "priority",
+        ),
+        (
+            {
+                "input": "file:///a.jpg",
+                "recipe": {"steps": [{"op": "sharpen"}]},
+                "output": {"key": "../escape"},
+            },
+            "key",
+        ),
+    ],
+)
+def test_bad_jobs_fail_with_one_readable_schema_error(
+    bad: dict[str, object], fragment: str
+) -> None:
     with pytest.raises(SchemaError, match=fragment):
         Job.from_json(bad)
 
@@ -78,11 +104,23 @@ def test_catalogue_is_importable_without_torch_or_celery() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, jobs, jobs.store, jobs.ops; "
-            "assert not {'torch', 'diffusers', 'celery'} & set(sys.modules), sys.modules.keys()")
+    code = (
+        "import sys, jobs, jobs.store, jobs.ops; "
+        "assert not {'torch', 'diffusers', 'celery'} & set(sys.modules), sys.modules.keys()"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
-    assert {"resize", "crop", "convert", "auto_levels", "white_balance", "exposure", "denoise",
-            "sharpen", "dust_scratch_removal", "restore_faded_color"} <= set(CATALOGUE)
+    assert {
+        "resize",
+        "crop",
+        "convert",
+        "auto_levels",
+        "white_balance",
+        "exposure",
+        "denoise",
+        "sharpen",
+        "dust_scratch_removal",
+        "restore_faded_color",
+    } <= set(CATALOGUE)
 
 
 def test_recipe_digest_ignores_name_but_not_params() -> None:
@@ -100,16 +138,26 @@ class _BigParams(Params):
 def gpu_op() -> object:
     name = "test_big_model_op"
     if name not in CATALOGUE:
-        register(OpSpec(name, _BigParams, Needs(cpu=False, vram_gb={"bf16": 40, "fp8": 20}),
-                        "test-only op needing a big card", family="none"))
+        register(
+            OpSpec(
+                name,
+                _BigParams,
+                Needs(cpu=False, vram_gb={"bf16": 40, "fp8": 20}),
+                "test-only op needing a big card",
+                family="none",
+            )
+        )
     yield name
 
 
 def test_routing_picks_the_smallest_tier_that_runs_every_step(gpu_op: str) -> None:
     assert route(recipe({"op": "denoise"})).name == "cpu"
     assert route(recipe({"op": "denoise"}, {"op": gpu_op})).name == "a10"  # fp8 at 20 GB
-    big_only = (DEFAULT_TIERS[0], Tier(name="small", vram_gb=16, precisions=("bf16",)),
-                Tier(name="huge", vram_gb=80, precisions=("bf16",)))
+    big_only = (
+        DEFAULT_TIERS[0],
+        Tier(name="small", vram_gb=16, precisions=("bf16",)),
+        Tier(name="huge", vram_gb=80, precisions=("bf16",)),
+    )
     assert route(recipe({"op": gpu_op}), big_only).name == "huge"
     with pytest.raises(SchemaError, match="no tier can run"):
         route(recipe({"op": gpu_op}), DEFAULT_TIERS[:2])
@@ -138,8 +186,10 @@ def test_finished_jobs_never_transition_again() -> None:
 
 def test_tiers_file_and_settings_checks(tmp_path: Path) -> None:
     path = tmp_path / "tiers.yaml"
-    path.write_text("tiers:\n  - {name: cpu, vram_gb: 0}\n  - {name: big, vram_gb: 48, "
-                    "precisions: [bf16], cards: [L40S]}\n")
+    path.write_text(
+        "tiers:\n  - {name: cpu, vram_gb: 0}\n  - {name: big, vram_gb: 48, "
+        "precisions: [bf16], cards: [L40S]}\n"
+    )
     tiers = load_tiers(path)
     assert [t.name for t in tiers] == ["cpu", "big"]
     assert Settings(tiers_file=path).tiers() == tiers

@@ -6,19 +6,19 @@ import pytest
 
 pytest.importorskip("diffusers")
 
-import torch  # noqa: E402
-from PIL import Image, ImageChops  # noqa: E402
+import torch
+from PIL import Image, ImageChops
 
-import jobs.ops.generative  # noqa: E402, F401
-from jobs.errors import InputInvalid, JobCanceled, ModelUnavailable, OutOfMemory  # noqa: E402
-from jobs.ops import get_op  # noqa: E402
-from jobs.schema import Lane  # noqa: E402
-from model_store.manifest import KINDS, Variant  # noqa: E402
-from pipelines.base import OpContext  # noqa: E402
-from pipelines.generative.denoise import StepHook, gpu_memory_guard, job_seed  # noqa: E402
-from pipelines.generative.inpaint import paste_back, region_mask  # noqa: E402
-from pipelines.generative.sizing import check_image, lane_side, plan_size  # noqa: E402
-from pipelines.generative.variants import LOADERS  # noqa: E402
+import jobs.ops.generative  # noqa: F401
+from jobs.errors import InputInvalid, JobCanceled, ModelUnavailable, OutOfMemory
+from jobs.ops import get_op
+from jobs.schema import Lane
+from model_store.manifest import KINDS, Variant
+from pipelines.base import OpContext
+from pipelines.generative.denoise import StepHook, gpu_memory_guard, job_seed
+from pipelines.generative.inpaint import paste_back, region_mask
+from pipelines.generative.sizing import check_image, lane_side, plan_size
+from pipelines.generative.variants import LOADERS
 
 pytestmark = pytest.mark.gen
 
@@ -68,7 +68,9 @@ def inpaint_params(**raw: object) -> object:
 
 
 def test_a_box_becomes_a_mask_in_input_pixels() -> None:
-    mask = region_mask(Image.new("RGB", (100, 80)), inpaint_params(box=[10, 20, 30, 50]), OpContext())
+    mask = region_mask(
+        Image.new("RGB", (100, 80)), inpaint_params(box=[10, 20, 30, 50]), OpContext()
+    )
     assert mask.getbbox() == (10, 20, 30, 50)
 
 
@@ -122,9 +124,9 @@ def test_a_job_without_a_seed_gets_one_recorded() -> None:
 
 
 def test_cuda_out_of_memory_becomes_a_retryable_job_error() -> None:
-    with pytest.raises(OutOfMemory, match="smaller max_side") as caught:
-        with gpu_memory_guard("kontext@1 at 1024x1024"):
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    guard = gpu_memory_guard("kontext@1 at 1024x1024")
+    with pytest.raises(OutOfMemory, match="smaller max_side") as caught, guard:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
     assert caught.value.retryable
     with pytest.raises(ValueError), gpu_memory_guard("x"):
         raise ValueError("not memory")
@@ -137,8 +139,9 @@ def test_every_variant_kind_the_store_knows_has_a_loader() -> None:
     assert set(LOADERS) == set(KINDS)
 
 
-@pytest.mark.parametrize(("kind", "dtype"), [("fp32", torch.float32), ("bf16", torch.bfloat16),
-                                             ("fp16", torch.float16)])
+@pytest.mark.parametrize(
+    ("kind", "dtype"), [("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)]
+)
 def test_plain_kinds_pick_their_dtype(kind: str, dtype: torch.dtype) -> None:
     args = LOADERS[kind](variant(kind), CPU, ["transformer"])
     assert args.dtype == dtype and args.quantization is None
@@ -152,8 +155,9 @@ def test_quantized_kinds_quantize_the_named_components() -> None:
     assert fp8.quantization is not None and set(fp8.quantization.quant_mapping) == {"unet"}
 
 
-@pytest.mark.parametrize(("kind", "complaint"), [("nf4", "CUDA"), ("onnx", "TensorRT"),
-                                                 ("tensorrt", "TensorRT")])
+@pytest.mark.parametrize(
+    ("kind", "complaint"), [("nf4", "CUDA"), ("onnx", "TensorRT"), ("tensorrt", "TensorRT")]
+)
 def test_kinds_this_cpu_cannot_run_say_what_they_need(kind: str, complaint: str) -> None:
     with pytest.raises(ModelUnavailable, match=complaint):
         LOADERS[kind](variant(kind), CPU, ["transformer"])

@@ -199,9 +199,7 @@ def test_encode_is_deterministic_and_decodes_back(fmt: str) -> None:
     back = decode_image(first, SETTINGS)
     assert back.size == source.size
     assert np.allclose(mean_colour(back), mean_colour(source), atol=3)
-    assert Image.open(io.BytesIO(first)).format == {"webp": "WEBP", "jpeg": "JPEG"}.get(
-        fmt, "PNG"
-    )
+    assert Image.open(io.BytesIO(first)).format == {"webp": "WEBP", "jpeg": "JPEG"}.get(fmt, "PNG")
 
 
 @pytest.mark.parametrize("spec", [OutputSpec(format="png"), OutputSpec(lossless=True)])

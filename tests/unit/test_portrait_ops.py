@@ -129,6 +129,11 @@ def test_skin_smooth_keeps_alpha(astronaut: Image.Image) -> None:
     assert info["faces"] == 1
 
 
+def test_black_and_white_stays_black_and_white() -> None:
+    out, info = run("skin_smooth", Image.fromarray(data.camera()))
+    assert out.mode == "L" and info["faces"] == 1
+
+
 def test_no_face_fails_or_passes_through_as_asked() -> None:
     coffee = Image.fromarray(data.coffee())
     with pytest.raises(FaceNotFound, match="no face found"):

@@ -83,6 +83,7 @@ def test_json_step_errors_name_the_line(tmp_path: Path) -> None:
         ("k.yaml", "steps: [denoise: {}]\nsteps_extra: 1\n", "unknown key.*steps_extra"),
         ("o.yaml", "steps: [denoise: {}]\noutput: {uri: s3://x}\n", "unknown output key.*uri"),
         ("e.yaml", "steps: []\n", "non-empty list"),
+        ("f.yaml", "steps: [denoise: {}]\noutput: {format: gif}\n", "output.format: Input should"),
         ("l.yaml", "- denoise: {}\n", "mapping with a 'steps' list"),
     ],
 )

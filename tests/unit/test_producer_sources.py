@@ -66,6 +66,14 @@ def test_glob_names_are_relative_to_the_fixed_part(
     assert [i.name for i in items] == ["day1/IMG_1", "day1/IMG_2", "day2/IMG_1"]
 
 
+def test_glob_through_a_symlink_to_elsewhere(tmp_path: Path) -> None:
+    touch(tmp_path, "elsewhere/x.jpg")
+    (tmp_path / "shoot").mkdir()
+    (tmp_path / "shoot" / "link.jpg").symlink_to(tmp_path / "elsewhere" / "x.jpg")
+    (item,) = expand_sources([str(tmp_path / "shoot" / "*.jpg")])
+    assert item.name == "link" and item.uri == (tmp_path / "elsewhere/x.jpg").as_uri()
+
+
 def test_text_manifest_with_comments_paths_and_uris(shoot: Path, tmp_path: Path) -> None:
     manifest = tmp_path / "list.txt"
     manifest.write_text(

@@ -61,12 +61,18 @@ def format_decisions(decisions: list[Decision]) -> str:
     help="stop the loop after this many ticks",
 )
 @click.option("--compose-file", type=click.Path(path_type=Path, dir_okay=False), default=None)
-@click.option("--project", default=None, help="docker compose project name")
+@click.option("--project", "-p", default=None, help="docker compose project name")
 @click.option(
     "--metrics-port",
     type=click.IntRange(1, 65535),
     default=None,
     help="serve desired/current replica gauges on this port",
+)
+@click.option(
+    "--metrics-addr",
+    default="127.0.0.1",
+    show_default=True,
+    help="address the gauges bind (0.0.0.0 in a container)",
 )
 def autoscale(
     pools_file: Path,
