@@ -44,12 +44,23 @@ PIPELINES: dict[str, tuple[str, dict[str, Any]]] = {
     "flux-fill": ("inpaint", {"box": [16, 16, 64, 48]}),
 }
 # What each model needs resident on an A10 at full size (the variant an A10 runs).
-A10_GB = {"kontext": 20.0, "qwen-edit-plus": 18.0, "ip2p": 4.0, "sd-inpaint": 4.0,
-          "flux-fill": 20.0}
+A10_GB = {
+    "kontext": 20.0,
+    "qwen-edit-plus": 18.0,
+    "ip2p": 4.0,
+    "sd-inpaint": 4.0,
+    "flux-fill": 20.0,
+}
 # A plausible day: mostly Kontext edits, some quick IP2P, inpainting now and then.
-STREAM_WEIGHTS = {"kontext": 0.45, "ip2p": 0.25, "sd-inpaint": 0.1, "flux-fill": 0.1,
-                  "qwen-edit-plus": 0.1}
+STREAM_WEIGHTS = {
+    "kontext": 0.45,
+    "ip2p": 0.25,
+    "sd-inpaint": 0.1,
+    "flux-fill": 0.1,
+    "qwen-edit-plus": 0.1,
+}
 A10_BUDGET_GB = 24.0
+A100_BUDGET_GB = 80.0  # the same stream if these variants ran on an A100
 WARM_CALLS = 5
 
 
@@ -101,14 +112,17 @@ class StreamResult:
     peak_gb: float
 
 
-def run_stream(store: ModelStore, stream: Sequence[str], budget_gb: float, policy: str) -> StreamResult:
+def run_stream(
+    store: ModelStore, stream: Sequence[str], budget_gb: float, policy: str
+) -> StreamResult:
     models = ResidentModels(store, "a10", "cpu", budget_gb=budget_gb)
     peak = 0.0
     for name in stream:
         models.get(name, Lane.FINAL)
         peak = max(peak, models.used_gb)
-    result = StreamResult(policy, models.stats.loads, models.stats.evictions,
-                          models.stats.load_seconds, peak)
+    result = StreamResult(
+        policy, models.stats.loads, models.stats.evictions, models.stats.load_seconds, peak
+    )
     models.clear()
     return result
 
@@ -143,30 +157,43 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         image = Image.new("RGB", (120, 72), (90, 140, 200))
         print("1. cold load vs warm call (CPU, tiny weights, 96 px, 4 steps)")
-        print(f"{'model':16} {'load s':>8} {'1st call s':>11} {'warm call s':>12} {'cold/warm':>10}")
+        print(
+            f"{'model':16} {'load s':>8} {'1st call s':>11} {'warm call s':>12} {'cold/warm':>10}"
+        )
         for row in cold_vs_warm(store, image):
             cold = row.load_s + row.first_call_s
-            print(f"{row.model:16} {row.load_s:8.3f} {row.first_call_s:11.3f} "
-                  f"{row.warm_call_s:12.3f} {cold / row.warm_call_s:9.1f}x")
+            print(
+                f"{row.model:16} {row.load_s:8.3f} {row.first_call_s:11.3f} "
+                f"{row.warm_call_s:12.3f} {cold / row.warm_call_s:9.1f}x"
+            )
 
         rng = random.Random(args.seed)
         names, weights = zip(*STREAM_WEIGHTS.items(), strict=True)
         stream = rng.choices(names, weights=weights, k=args.jobs)
         big = full_size_store(store, folders, root / "full")
-        print(f"\n2. {args.jobs} jobs over {len(names)} models, full-size memory on an A10 "
-              f"({A10_BUDGET_GB:g} GB)")
-        print(f"{'policy':22} {'loads':>6} {'per 100 jobs':>13} {'evictions':>10} "
-              f"{'load s':>8} {'peak GB':>8}")
+        print(
+            f"\n2. {args.jobs} jobs over {len(names)} models, full-size memory on an A10 "
+            f"({A10_BUDGET_GB:g} GB)"
+        )
+        print(
+            f"{'policy':22} {'loads':>6} {'per 100 jobs':>13} {'evictions':>10} "
+            f"{'load s':>8} {'peak GB':>8}"
+        )
         for result in (
             run_stream(big, stream, A10_BUDGET_GB, f"bounded {A10_BUDGET_GB:g} GB (LRU)"),
+            run_stream(big, stream, A100_BUDGET_GB, f"bounded {A100_BUDGET_GB:g} GB (LRU)"),
             run_stream(big, stream, float("inf"), "unbounded"),
             per_job_loading(big, stream),
         ):
             per_100 = 100 * result.loads / len(stream)
-            print(f"{result.policy:22} {result.loads:6d} {per_100:13.1f} {result.evictions:10d} "
-                  f"{result.load_s:8.2f} {result.peak_gb:8.1f}")
-        print("\nunbounded never reloads but would hold "
-              f"{sum(A10_GB.values()):g} GB: more than the card has.")
+            print(
+                f"{result.policy:22} {result.loads:6d} {per_100:13.1f} {result.evictions:10d} "
+                f"{result.load_s:8.2f} {result.peak_gb:8.1f}"
+            )
+        print(
+            "\nunbounded never reloads but would hold "
+            f"{sum(A10_GB.values()):g} GB: more than the card has."
+        )
 
 
 if __name__ == "__main__":

@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.s3",
     "tests.fixtures.photos",
     "tests.fixtures.workers",
+    "tests.fixtures.tiny_models",
 ]

@@ -68,7 +68,7 @@ def test_denoise_raises_psnr_and_ssim_on_a_noised_photo(
 def test_denoise_preview_is_lighter_but_still_denoises(astronaut: Image.Image) -> None:
     noisy = add_noise(astronaut, 20, seed=1)
     preview = run("denoise", noisy, OpContext(lane=Lane.PREVIEW), strength=14)
-    assert psnr(astronaut, preview) - psnr(astronaut, noisy) >= 3.0
+    assert psnr(astronaut, preview) - psnr(astronaut, noisy) >= 3.0  # measured +4.97 dB
 
 
 @pytest.mark.parametrize("name", ["astronaut", "camera"])
@@ -76,7 +76,7 @@ def test_sharpen_restores_focus_to_a_blurred_photo(name: str) -> None:
     clean = load_photo(name)
     soft = blur(clean, 1.5)
     out = run("sharpen", soft, amount=1.5, radius=1.5)
-    # measured: Laplacian variance 24 -> 78 (astronaut), 17 -> 57 (camera);
+    # measured: Laplacian variance 24 -> 71 (astronaut), 17 -> 57 (camera);
     # PSNR to the original +2.4 dB / +1.9 dB
     assert laplacian_variance(out) >= 2.5 * laplacian_variance(soft)
     assert psnr(clean, out) - psnr(clean, soft) >= 1.2

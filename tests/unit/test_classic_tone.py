@@ -40,7 +40,7 @@ def test_linked_auto_levels_keeps_colour_balance_per_channel_removes_a_cast(
     cast = color_cast(motorcycle, (1.0, 1.0, 0.6))
     linked = run("auto_levels", cast, clip_percent=0.5)
     split = run("auto_levels", cast, clip_percent=0.5, per_channel=True)
-    # measured: cast 9.9 -> linked 10.0 (cast kept), per channel 3.6
+    # measured: cast 10.7 -> linked 11.3 (cast kept), per channel 4.9
     assert delta_e(motorcycle, linked) > 0.8 * delta_e(motorcycle, cast)
     assert delta_e(motorcycle, split) < 0.6 * delta_e(motorcycle, cast)
 
@@ -57,7 +57,7 @@ def test_exposure_plus_one_ev_doubles_linear_mid_grey() -> None:
 def test_exposure_undoes_underexposure(motorcycle: Image.Image) -> None:
     dark = underexpose(motorcycle, 1.5)
     fixed = run("exposure", dark, ev=1.5)
-    # measured: dE 18.4 -> 1.6 (the gamma-2.2 darkening vs exact sRGB curve differ a little)
+    # measured: dE 18.4 -> 1.8 (the gamma-2.2 darkening and the exact sRGB curve differ a little)
     assert delta_e(motorcycle, fixed) < 0.2 * delta_e(motorcycle, dark)
 
 
