@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +15,7 @@ import redis
 
 from jobs.broker import EmbeddedRedis, start_redis
 from jobs.keys import Keys
-from workers.heartbeat import live_workers
+from workers.heartbeat import stop_process_group, wait_until_beating
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,21 +87,11 @@ class Lab:
             start_new_session=True,
         )
         self.procs.append(proc)
-        deadline = time.monotonic() + 60
-        while not any(h.startswith(name) for h in live_workers(self.client, Keys())):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"worker {name} did not start; see {log.name}")
-            time.sleep(0.1)
+        wait_until_beating(self.client, Keys(), name, proc=proc)
         return proc
 
     def stop(self, proc: subprocess.Popen[bytes]) -> None:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process_group(proc)
 
 
 @contextmanager

@@ -10,19 +10,19 @@ Everything it started, it stops, by PID.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import click
+import redis
 import yaml
 
 from darkroom.samples import RESTORE_RECIPE, make_sample_set
 from jobs.broker import EmbeddedRedis, start_redis
 from jobs.keys import Keys
 from jobs.settings import load_settings
+from workers.heartbeat import stop_process_group, wait_until_beating
 
 BATCH = "demo-restore"
 
@@ -70,7 +70,12 @@ def demo(out: str, concurrency: int) -> None:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        _wait_for_worker(url, worker, worker_log)
+        try:
+            wait_until_beating(
+                redis.Redis.from_url(url), Keys(), "demo-final", proc=worker, timeout_s=90
+            )
+        except (RuntimeError, TimeoutError) as exc:
+            raise click.ClickException(f"{exc}; see {worker_log}") from None
         command = [
             sys.executable,
             "-m",
@@ -91,7 +96,7 @@ def demo(out: str, concurrency: int) -> None:
         code = subprocess.call(command, env=env)
     finally:
         if worker is not None:
-            _stop(worker)
+            stop_process_group(worker, timeout_s=60)
         if server is not None:
             server.stop()
     click.echo("4/4 stopped the worker" + (" and Redis" if server else ""))
@@ -99,26 +104,3 @@ def demo(out: str, concurrency: int) -> None:
     click.echo(f"Contact sheet:    {root / 'restored' / (BATCH + '.contact.html')}")
     click.echo(f"Results manifest: {root / 'restored' / (BATCH + '.manifest.jsonl')}")
     sys.exit(code)
-
-
-def _wait_for_worker(url: str, worker: subprocess.Popen[bytes], log: Path) -> None:
-    import redis
-
-    from workers.heartbeat import live_workers
-
-    client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + 90
-    while not any(h.startswith("demo-final") for h in live_workers(client, Keys())):
-        if worker.poll() is not None or time.monotonic() > deadline:
-            raise click.ClickException(f"the worker did not start; see {log}")
-        time.sleep(0.2)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()

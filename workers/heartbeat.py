@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import threading
 import time
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from subprocess import Popen, TimeoutExpired
 from typing import TYPE_CHECKING, Any
 
 from jobs.keys import Keys
@@ -149,3 +151,40 @@ def _abandoned(
     if state == "queued":
         return age_s > UNSTARTED_GRACE_S
     return False
+
+
+def wait_until_beating(
+    redis: Redis,
+    keys: Keys,
+    name_prefix: str,
+    *,
+    proc: Popen[bytes] | None = None,
+    timeout_s: float = 60,
+) -> str:
+    """Wait for a worker whose name starts with `name_prefix` to beat; its hostname.
+
+    Raises `RuntimeError` if `proc` (the worker's process) exits first, `TimeoutError`
+    if nothing beats in time.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        beating = [h for h in live_workers(redis, keys) if h.startswith(name_prefix)]
+        if beating:
+            return beating[0]
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"worker {name_prefix} exited with {proc.returncode}")
+        time.sleep(0.05)
+    raise TimeoutError(f"no worker {name_prefix}* beat within {timeout_s:.0f} s")
+
+
+def stop_process_group(proc: Popen[bytes], timeout_s: float = 30) -> None:
+    """SIGTERM a process started with `start_new_session=True` and its children (a warm
+    shutdown lets a worker finish its job); SIGKILL them if they outlive `timeout_s`."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
