@@ -253,3 +253,12 @@ def gc(ctx: click.Context, grace_hours: float, cache_only: bool) -> None:
     click.echo(f"store: {len(report.store_removed)} unreferenced file(s) deleted")
     for key in report.store_removed:
         click.echo(f"  {key}")
+
+
+# Commands implemented below model_store in the layering (they need torch) are attached here,
+# in the composition root, and imported only when run.
+register_lazy(
+    "make-tiny",
+    "pipelines.generative.tiny:make_tiny_command",
+    "build tiny random-weight models of every supported pipeline (tests, CI, demo)",
+)

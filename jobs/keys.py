@@ -34,3 +34,37 @@ class Keys:
 
     def idempotency(self, tenant: str, key: str) -> str:
         return f"{self.prefix}:idem:{tenant}:{key}"
+
+    # -- the HTTP API and webhooks ---------------------------------------------------
+
+    def api_key(self, key_id: str) -> str:
+        """Hash of one API key: tenant, sha256 of the key, limits, webhook secret."""
+        return f"{self.prefix}:apikey:{key_id}"
+
+    def api_keys(self) -> str:
+        """Set of every API key id, revoked ones included."""
+        return f"{self.prefix}:apikeys"
+
+    def rate(self, key_id: str) -> str:
+        """GCRA state (the theoretical arrival time) of one API key's rate limit."""
+        return f"{self.prefix}:rate:{key_id}"
+
+    def tenant_active(self, tenant: str) -> str:
+        """ZSET of a tenant's unfinished job ids (score: submit time), for its concurrency cap."""
+        return f"{self.prefix}:tenant:{tenant}:active"
+
+    def job_events(self) -> str:
+        """Pub/sub channel: `<job id> <state>` each time a job reaches a terminal state."""
+        return f"{self.prefix}:job-events"
+
+    def webhook_due(self) -> str:
+        """ZSET delivery id -> when it is due (or when its sender's lease runs out)."""
+        return f"{self.prefix}:webhooks:due"
+
+    def webhook_deliveries(self) -> str:
+        """Hash delivery id -> the delivery as JSON (job id, event, attempt)."""
+        return f"{self.prefix}:webhooks:deliveries"
+
+    def webhook_wake(self) -> str:
+        """List a deliverer blocks on; a new delivery pushes one item to wake it."""
+        return f"{self.prefix}:webhooks:wake"

@@ -7,6 +7,7 @@ that can run every step of a recipe.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,8 +28,8 @@ class Tier(BaseModel):
     precisions: tuple[str, ...] = ()
     cards: tuple[str, ...] = Field((), description="GPU name fragments that map to this tier")
 
-    def can_run(self, op_name: str) -> bool:
-        needs = get_op(op_name).needs
+    def can_run(self, op_name: str, params: dict[str, Any] | None = None) -> bool:
+        needs = get_op(op_name).needs_of(params or {})
         if needs.cpu:
             return True
         return any(
@@ -76,7 +77,7 @@ def sorted_tiers(tiers: Iterable[Tier]) -> list[Tier]:
 def route(recipe: Recipe, tiers: Sequence[Tier] = DEFAULT_TIERS) -> Tier:
     """The smallest tier that can run every step of `recipe`."""
     for tier in sorted_tiers(tiers):
-        if all(tier.can_run(step.op) for step in recipe.steps):
+        if all(tier.can_run(step.op, step.params) for step in recipe.steps):
             return tier
     ops = ", ".join(step.op for step in recipe.steps)
     raise SchemaError(

@@ -44,6 +44,15 @@ class Target:
     port: int
     path: str  # path and query, as sent on the request line
 
+    @property
+    def shown(self) -> str:
+        """The URL for messages and logs: without its query, which may hold a token."""
+        return shown(self.url)
+
+
+def shown(url: str) -> str:
+    return url.partition("?")[0].partition("#")[0]
+
 
 def fetch_https(url: str, settings: Settings, *, cafile: Path | None = None) -> bytes:
     """The body of `url`, fetched under the rules above.
@@ -68,7 +77,7 @@ def fetch_https(url: str, settings: Settings, *, cafile: Path | None = None) -> 
             response.close()
             conn.release()
     raise InputInvalid(
-        f"{url} redirects more than {settings.fetch_max_redirects} times; give the final URL"
+        f"{shown(url)} redirects more than {settings.fetch_max_redirects} times; give the final URL"
     )
 
 
@@ -82,9 +91,9 @@ def parse_target(url: str) -> Target:
     try:
         port = parts.port or 443
     except ValueError:
-        raise InputInvalid(f"{url!r} has an invalid port") from None
+        raise InputInvalid(f"{shown(url)!r} has an invalid port") from None
     if not parts.hostname:
-        raise InputInvalid(f"{url!r} names no host")
+        raise InputInvalid(f"{shown(url)!r} names no host")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return Target(url=url, host=_ascii_host(parts.hostname), port=port, path=path)
 
@@ -118,7 +127,7 @@ def vetted_addresses(target: Target, settings: Settings) -> list[str]:
         reason = refusal_reason(address)
         if reason is not None:
             raise InputInvalid(
-                f"refusing to fetch {target.url}: {target.host} resolves to {address}, "
+                f"refusing to fetch {target.shown}: {target.host} resolves to {address}, "
                 f"a {reason} address"
             )
     return addresses
@@ -191,12 +200,12 @@ def _request(
             conn.release()
             _check_time(target, deadline, conn)
             failure = f"{address}: {getattr(exc, 'strerror', None) or exc}"
-    raise StorageUnavailable(f"cannot fetch {target.url} ({failure})")
+    raise StorageUnavailable(f"cannot fetch {target.shown} ({failure})")
 
 
 def _check_time(target: Target, deadline: float, conn: PinnedHTTPSConnection | None = None) -> None:
     if time.monotonic() >= deadline or (conn is not None and conn.expired):
-        raise StorageUnavailable(f"fetching {target.url} took longer than the fetch timeout")
+        raise StorageUnavailable(f"fetching {target.shown} took longer than the fetch timeout")
 
 
 def _check_status(target: Target, response: http.client.HTTPResponse) -> None:
@@ -204,16 +213,16 @@ def _check_status(target: Target, response: http.client.HTTPResponse) -> None:
     if status in (200, 203):
         return
     if status in (404, 410):
-        raise ObjectNotFound(f"not found: {target.url} (HTTP {status})")
+        raise ObjectNotFound(f"not found: {target.shown} (HTTP {status})")
     if status in (408, 429) or status >= 500:
-        raise StorageUnavailable(f"{target.host} answered HTTP {status} for {target.url}")
-    raise InputInvalid(f"{target.host} answered HTTP {status} {response.reason} for {target.url}")
+        raise StorageUnavailable(f"{target.host} answered HTTP {status} for {target.shown}")
+    raise InputInvalid(f"{target.host} answered HTTP {status} {response.reason} for {target.shown}")
 
 
 def _redirect_location(target: Target, response: http.client.HTTPResponse) -> str:
     location = response.getheader("Location")
     if not location:
-        raise InputInvalid(f"{target.url} redirects (HTTP {response.status}) but names no target")
+        raise InputInvalid(f"{target.shown} redirects (HTTP {response.status}) but names no target")
     return urljoin(target.url, location.strip()).partition("#")[0]
 
 
@@ -228,7 +237,7 @@ def _read_capped(
     declared = response.getheader("Content-Length")
     if declared and declared.strip().isdigit() and int(declared) > limit:
         raise InputTooLarge(
-            f"{target.url} is {describe_size(int(declared))}; the limit is {describe_size(limit)}"
+            f"{target.shown} is {describe_size(int(declared))}; the limit is {describe_size(limit)}"
         )
     chunks: list[bytes] = []
     total = 0
@@ -236,11 +245,11 @@ def _read_capped(
         while chunk := response.read(CHUNK):
             total += len(chunk)
             if total > limit:
-                raise InputTooLarge(f"{target.url} is over the {describe_size(limit)} limit")
+                raise InputTooLarge(f"{target.shown} is over the {describe_size(limit)} limit")
             chunks.append(chunk)
     except (OSError, http.client.HTTPException) as exc:
         _check_time(target, deadline, conn)
-        raise StorageUnavailable(f"reading {target.url} failed: {exc}") from None
+        raise StorageUnavailable(f"reading {target.shown} failed: {exc}") from None
     # A watchdog shutdown reads as end of file: never hand back a cut-off body.
     _check_time(target, deadline, conn)
     return b"".join(chunks)

@@ -53,7 +53,8 @@ def read_uri(uri: str, settings: Settings) -> bytes:
     try:
         return _read(uri, settings)
     except ObjectNotFound:
-        raise ObjectNotFound(f"input not found: {uri}") from None
+        # Without the query: a presigned https input carries its token there.
+        raise ObjectNotFound(f"input not found: {uri.partition('?')[0]}") from None
 
 
 def _read(uri: str, settings: Settings) -> bytes:

@@ -102,6 +102,7 @@ def run_celery_worker(
     elif settings.final_lane_nice:
         # On a shared host the preview consumer must get the CPU first.
         os.nice(settings.final_lane_nice)
+    app.conf.darkroom_slots = concurrency
     hostname = f"{name or f'{tier.name}-{lane.value}-{os.getpid()}'}@{socket.gethostname()}"
     app.worker_main(
         [

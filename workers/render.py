@@ -47,6 +47,8 @@ class Hooks:
     progress: Callable[[float], None] = lambda fraction: None
     canceled: Callable[[], bool] = lambda: False
     models: Any = None
+    model_load_seconds: Callable[[], float] = lambda: 0.0
+    """Seconds this process has spent loading models so far (0 before the first)."""
 
 
 def load_input(uri: str, settings: Settings) -> Image.Image:
@@ -84,6 +86,7 @@ def render(job: Job, settings: Settings, hooks: Hooks) -> RenderResult:
 
     # 2. run the steps, in order, checking for cancellation between them
     steps = job.recipe.steps
+    loaded_before = hooks.model_load_seconds()
     info: dict[str, Any] = {}
     for index, step in enumerate(steps):
         if hooks.canceled():
@@ -109,6 +112,8 @@ def render(job: Job, settings: Settings, hooks: Hooks) -> RenderResult:
                 encode_image(image, job.output),
                 CONTENT_TYPES[job.output.format],
             )
+
+    timings["model_load_s"] = hooks.model_load_seconds() - loaded_before
 
     # 3. encode and write under the job's deterministic key (a redelivery overwrites)
     if image.width < 1 or image.height < 1:

@@ -158,8 +158,10 @@ def _build(
 ) -> Any:
     # Imported here: torch and diffusers load on the first generative job, not at start-up.
     from pipelines.generative import load_model
+    from pipelines.generative.denoise import gpu_memory_guard
 
-    return load_model(local, variant, device, components)
+    with gpu_memory_guard(f"loading {local.manifest.ref}", "run it on a larger tier"):
+        return load_model(local, variant, device, components)
 
 
 def _release_memory(device: str) -> None:

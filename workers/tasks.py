@@ -20,6 +20,7 @@ from jobs.schema import Job
 from jobs.states import ErrorCode, JobState
 from jobs.store import TransitionRefused
 from jobs.tiers import next_larger, queue_name
+from workers import webhooks
 from workers.heartbeat import live_workers
 from workers.render import Hooks, render
 from workers.runtime import Runtime, runtime
@@ -32,7 +33,9 @@ def bind(app: Celery) -> None:
 
     @app.task(name=RENDER_TASK, bind=True)
     def render_task(self: Task, job: dict[str, Any]) -> None:
-        rt = runtime(app.conf.darkroom_settings, app.conf.darkroom_tier)
+        rt = runtime(
+            app.conf.darkroom_settings, app.conf.darkroom_tier, app.conf.get("darkroom_slots", 1)
+        )
         run(rt, app, job, self.request.id, self.request.hostname or "unknown")
 
 
@@ -130,6 +133,8 @@ def _finish(rt: Runtime, job: Job, state: JobState, **fields: Any) -> None:
         rt.store.transition(job.id, state, **fields)
     except TransitionRefused as refused:
         log.warning("job %s: %s", job.id, refused)
+    else:
+        webhooks.job_finished(rt.redis, rt.keys, job, state)
 
 
 def _retry(rt: Runtime, app: Celery, job: Job, exc: JobError) -> bool:
@@ -190,7 +195,16 @@ def _hooks(rt: Runtime, job: Job) -> Hooks:
         last["cancel"] = now
         return rt.redis.hget(rt.keys.job(job.id), "cancel_requested") == b"1"
 
-    return Hooks(progress=progress, canceled=canceled, models=_LazyModels(rt))
+    def load_seconds() -> float:
+        stats = rt.model_stats()
+        return float(stats.load_seconds) if stats is not None else 0.0
+
+    return Hooks(
+        progress=progress,
+        canceled=canceled,
+        models=_LazyModels(rt),
+        model_load_seconds=load_seconds,
+    )
 
 
 class _LazyModels:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -40,6 +41,11 @@ class OpSpec:
     needs: Needs
     summary: str
     family: str = "classic"  # the `pipelines` module that implements it
+    needs_for: Callable[[Any], Needs] | None = None
+    """Needs that depend on params (e.g. which model an op runs); else `needs`."""
+
+    def needs_of(self, raw: dict[str, Any]) -> Needs:
+        return self.needs if self.needs_for is None else self.needs_for(self.validate(raw))
 
     def validate(self, raw: dict[str, Any]) -> Params:
         try:

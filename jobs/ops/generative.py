@@ -95,6 +95,15 @@ def _gpu(**vram_gb: float) -> Needs:
     return Needs(cpu=False, vram_gb=vram_gb)
 
 
+SD_INPAINT_NEEDS = _gpu(fp16=4)
+FLUX_FILL_NEEDS = _gpu(bf16=34, fp8=20)
+
+
+def _inpaint_needs(params: InpaintParams) -> Needs:
+    """FLUX.1 Fill (12B) needs a far bigger card than SD inpainting: route by the model."""
+    return FLUX_FILL_NEEDS if params.model.startswith("flux-fill") else SD_INPAINT_NEEDS
+
+
 for _spec in (
     OpSpec(
         "kontext_edit",
@@ -120,11 +129,10 @@ for _spec in (
     OpSpec(
         "inpaint",
         InpaintParams,
-        # The smallest model that serves the op (SD inpainting) decides the route; a
-        # FLUX Fill job on a card too small is refused by the worker's memory budget.
-        _gpu(fp16=4, bf16=34, fp8=20),
+        SD_INPAINT_NEEDS,
         "repaint a box or masked region (SD inpainting or FLUX.1 Fill)",
         family="generative",
+        needs_for=_inpaint_needs,
     ),
 ):
     register(_spec)

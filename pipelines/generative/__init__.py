@@ -18,6 +18,7 @@ from PIL import Image
 
 from jobs.errors import InputInvalid, ModelUnavailable
 from jobs.ops.base import Params
+from jobs.ops.generative import GenerativeParams
 from model_store.cache import LocalModel
 from model_store.manifest import Variant
 from pipelines.base import Op, OpContext
@@ -70,13 +71,13 @@ class GenerativeOp:
         self.serves[0].check_inputs(image, params, ctx)
         if ctx.models is None:
             raise ModelUnavailable(f"{self.name} needs a worker with a model cache (a GPU tier)")
-        model = getattr(params, "model")  # noqa: B009  (every generative params has one)
-        pipeline = ctx.models.get(model, ctx.lane)
+        if not isinstance(params, GenerativeParams):
+            raise TypeError(f"{self.name} got {type(params).__name__}, not generative params")
+        pipeline = ctx.models.get(params.model, ctx.lane)
         if not isinstance(pipeline, self.serves):
             runs = ", ".join(cls.diffusers_class.__name__ for cls in self.serves)
-            raise InputInvalid(
-                f"model {model} is a {type(pipeline).__name__} model; {self.name} runs {runs}"
-            )
+            kind = type(getattr(pipeline, "pipe", pipeline)).__name__
+            raise InputInvalid(f"model {params.model} is a {kind}; {self.name} runs {runs}")
         result: Image.Image = pipeline(image, params, ctx)
         return result
 

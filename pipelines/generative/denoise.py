@@ -52,7 +52,9 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 @contextmanager
-def gpu_memory_guard(what: str) -> Iterator[None]:
+def gpu_memory_guard(
+    what: str, hint: str = "try a smaller max_side, or a larger tier"
+) -> Iterator[None]:
     """Turn a CUDA out-of-memory error into `OutOfMemory`, which may retry on a larger tier."""
     try:
         yield
@@ -61,6 +63,4 @@ def gpu_memory_guard(what: str) -> Iterator[None]:
             raise
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        raise OutOfMemory(
-            f"{what} ran out of GPU memory; try a smaller max_side, or a larger tier"
-        ) from None
+        raise OutOfMemory(f"{what} ran out of GPU memory; {hint}") from None

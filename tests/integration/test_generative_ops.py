@@ -121,7 +121,7 @@ def test_a_missing_model_fails_with_its_name(photo: Image.Image, resident: Any) 
 
 
 def test_a_model_of_the_wrong_family_is_refused(photo: Image.Image, resident: Any) -> None:
-    with pytest.raises(InputInvalid, match="kontext_edit runs FluxKontextPipeline"):
+    with pytest.raises(InputInvalid, match="InstructPix2PixPipeline; kontext_edit runs Flux"):
         run("kontext_edit", photo, {"model": "ip2p"}, resident)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import urllib.error
 import urllib.request
@@ -84,7 +85,7 @@ def test_list_pages_through_more_than_one_page(store: S3Storage) -> None:
 def test_missing_object_and_bucket_are_object_not_found(
     store: S3Storage, s3_settings: Settings
 ) -> None:
-    with pytest.raises(ObjectNotFound, match="renders/nope.jpg"):
+    with pytest.raises(ObjectNotFound, match=r"renders/nope\.jpg"):
         store.get("nope.jpg")
     with pytest.raises(ObjectNotFound, match="no such bucket"):
         S3Storage.from_settings("no-such-bucket-here", "", s3_settings).get("a.jpg")
@@ -133,7 +134,7 @@ def test_open_location_and_read_uri(s3_settings: Settings, s3_bucket: str) -> No
 def test_read_uri_missing_key_says_input_not_found(s3_settings: Settings, s3_bucket: str) -> None:
     uri = f"s3://{s3_bucket}/nothing/here.jpg"
 
-    with pytest.raises(InputInvalid, match=f"input not found: {uri}"):
+    with pytest.raises(InputInvalid, match=re.escape(f"input not found: {uri}")):
         read_uri(uri, s3_settings)
 
 
@@ -166,11 +167,5 @@ def test_server_down_is_storage_unavailable_and_recovers(
     finally:
         s3_server.start()
 
-    import sys, logging
-    logging.basicConfig(level=logging.DEBUG, format="%(relativeCreated)d %(name)s %(message)s")
-    for n in ["botocore.hooks","botocore.loaders","botocore.parsers","botocore.auth","botocore.endpoint","botocore.regions","botocore.client", "botocore.httpchecksum"]: logging.getLogger(n).setLevel(logging.WARNING)
-    t = time.monotonic()
     assert store.get("kept.jpg") == b"kept"
-    print("get", time.monotonic() - t, file=sys.stderr); t = time.monotonic()
     assert store.put("after.jpg", b"x", "image/jpeg").endswith("renders/after.jpg")
-    print("put", time.monotonic() - t, file=sys.stderr); t = time.monotonic()

@@ -1,0 +1,170 @@
+"""Waking requests when a job finishes, without polling.
+
+A worker publishes `<job id> <state>` on `Keys.job_events()` as soon as it records a
+terminal state (`workers.webhooks.job_finished`). Each API process holds one
+subscription and sets the `asyncio.Event` of every request waiting on that job; a
+waiter re-reads the job's hash when woken, and at least once a second anyway, so a
+dropped subscription costs latency, never a wrong answer.
+
+`announce` is the API's side of the same notice, for jobs it ends itself (a queued job
+canceled by `DELETE`, or one past its `cancel_after`): it publishes and queues the
+job's webhook exactly as `workers.webhooks` does (same keys, same delivery JSON).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+from jobs.keys import Keys
+from jobs.states import JobState
+
+if TYPE_CHECKING:
+    from redis import Redis
+    from redis.asyncio import Redis as AsyncRedis
+
+log = logging.getLogger(__name__)
+
+SAFETY_RECHECK_S = 1.0
+
+
+class JobEvents:
+    """One pub/sub subscription per process, fanned out to waiting requests."""
+
+    def __init__(self, redis: AsyncRedis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.subscribed = asyncio.Event()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen(), name="job-events")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.subscribed.wait(), 5)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    @contextlib.contextmanager
+    def watch(self, job_id: str) -> Iterator[asyncio.Event]:
+        """An event set whenever `job_id` may have finished; clear it before each read."""
+        event = asyncio.Event()
+        self._waiters.setdefault(job_id, set()).add(event)
+        try:
+            yield event
+        finally:
+            waiters = self._waiters.get(job_id)
+            if waiters is not None:
+                waiters.discard(event)
+                if not waiters:
+                    del self._waiters[job_id]
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                await self._subscribed_loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.subscribed.clear()
+                log.warning("job events subscription lost (%s); resubscribing", exc)
+                self._wake_all()  # whatever finished meanwhile is read by the waiters
+                await asyncio.sleep(0.5)
+
+    async def _subscribed_loop(self) -> None:
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(self.keys.job_events())
+            self.subscribed.set()
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    self._wake(message["data"])
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    def _wake(self, data: bytes | str) -> None:
+        text = data.decode() if isinstance(data, bytes) else data
+        job_id = text.split(" ", 1)[0]
+        for event in self._waiters.get(job_id, ()):
+            event.set()
+
+    def _wake_all(self) -> None:
+        for waiters in self._waiters.values():
+            for event in waiters:
+                event.set()
+
+
+async def until_finished(
+    events: JobEvents, redis: AsyncRedis, key: str, job_id: str, timeout_s: float
+) -> dict[bytes, bytes]:
+    """The job's hash once it is terminal, or as it is when `timeout_s` runs out."""
+    deadline = time.monotonic() + timeout_s
+    with events.watch(job_id) as woken:
+        while True:
+            woken.clear()
+            raw: dict[bytes, bytes] = await redis.hgetall(key)
+            left = deadline - time.monotonic()
+            if not raw or is_terminal(raw) or left <= 0:
+                return raw
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), min(left, SAFETY_RECHECK_S))
+
+
+async def changes(
+    events: JobEvents,
+    redis: AsyncRedis,
+    key: str,
+    job_id: str,
+    *,
+    poll_s: float,
+    max_s: float,
+) -> AsyncIterator[dict[bytes, bytes]]:
+    """The job's hash each time its state or progress changes, ending when it finishes
+    (or after `max_s`). Progress is read every `poll_s`; a finish wakes it at once."""
+    deadline = time.monotonic() + max_s
+    last: tuple[Any, Any] | None = None
+    with events.watch(job_id) as woken:
+        while time.monotonic() < deadline:
+            woken.clear()
+            raw: dict[bytes, bytes] = await redis.hgetall(key)
+            seen = (raw.get(b"state"), raw.get(b"progress"))
+            if seen != last:
+                last = seen
+                yield raw
+            if not raw or is_terminal(raw):
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), poll_s)
+
+
+def is_terminal(raw: dict[bytes, bytes]) -> bool:
+    state = raw.get(b"state")
+    return state is not None and JobState(state.decode()).terminal
+
+
+def announce(redis: Redis, keys: Keys, job_id: str, state: JobState, webhook: bool) -> None:
+    """Publish a terminal state the API itself recorded, and queue the job's webhook.
+
+    Mirrors `workers.webhooks.job_finished` / `enqueue` (the producer may not import
+    workers): the delivery JSON and keys must stay the same as there.
+    """
+    pipe = redis.pipeline(transaction=True)
+    if webhook:
+        delivery = {"id": uuid.uuid4().hex, "job": job_id, "event": f"job.{state.value}", "attempt": 0}
+        pipe.hset(keys.webhook_deliveries(), delivery["id"], json.dumps(delivery))
+        pipe.zadd(keys.webhook_due(), {delivery["id"]: time.time()})
+        pipe.lpush(keys.webhook_wake(), "1")
+        pipe.ltrim(keys.webhook_wake(), 0, 0)
+    pipe.publish(keys.job_events(), f"{job_id} {state.value}")
+    pipe.execute()

@@ -1,0 +1,146 @@
+"""The API's request and response bodies. Strict: an unknown field is a 422, not ignored.
+
+Requests describe what a tenant may choose; where outputs go, the tenant and the job id
+are the server's business. Ops and their params are checked against the catalogue when
+the request is turned into a `Recipe` (see `producer.api.submit`), so a bad param gets
+the catalogue's own message.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from jobs.ops import CATALOGUE
+from jobs.schema import MAX_STEPS, Lane
+
+MAX_BATCH_INPUTS = 1000
+URL_MAX = 2048
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StepIn(_Strict):
+    op: str = Field(json_schema_extra={"enum": sorted(CATALOGUE)}, max_length=64)
+    params: dict[str, Any] = Field(default_factory=dict, description="the op's params")
+
+
+class RecipeIn(_Strict):
+    name: str | None = Field(None, max_length=100)
+    steps: list[StepIn] = Field(min_length=1, max_length=MAX_STEPS)
+
+
+class OutputIn(_Strict):
+    format: Literal["webp", "jpeg", "png"] = "webp"
+    quality: int = Field(90, ge=1, le=100)
+    lossless: bool = False
+
+
+class JobOptions(_Strict):
+    """Everything about a job but its input (a multipart upload sends this as `job`)."""
+
+    recipe: RecipeIn | None = Field(None, description="a recipe; or give `ops`")
+    ops: list[StepIn] | None = Field(None, min_length=1, max_length=MAX_STEPS)
+    mode: Lane = Field(Lane.FINAL, description="preview: fast draft lane; final: full quality")
+    priority: int = Field(5, ge=0, le=9, description="0 runs first")
+    output: OutputIn = Field(default_factory=OutputIn)
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    webhook: str | None = Field(
+        None, max_length=URL_MAX, description="https URL told when the job finishes"
+    )
+    cancel_after: float | None = Field(
+        None, gt=0, le=1e11, allow_inf_nan=False, description="epoch seconds; not started by then"
+    )
+
+
+class JobRequest(JobOptions):
+    input: str = Field(
+        min_length=1, max_length=4096, description="https:// URL or s3:// object of the image"
+    )
+
+
+class BatchInput(_Strict):
+    input: str = Field(min_length=1, max_length=4096)
+
+
+class BatchRequest(JobOptions):
+    inputs: list[str | BatchInput] = Field(min_length=1, max_length=MAX_BATCH_INPUTS)
+
+    def uris(self) -> list[str]:
+        return [i if isinstance(i, str) else i.input for i in self.inputs]
+
+
+class EditRequest(_Strict):
+    """The compatibility route's body."""
+
+    image_url: str = Field(min_length=1, max_length=4096)
+    instructions: str = Field(min_length=1, max_length=1000)
+    size: str | int | None = Field(None, description="longest side ('1024') or '1024x768'")
+    mode: Lane = Lane.FINAL
+    webhook: str | None = Field(None, max_length=URL_MAX)
+
+
+# -- responses -------------------------------------------------------------------------
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+
+
+class OutputView(BaseModel):
+    url: str = Field(description="presigned GET (S3) or this API's /v1/outputs path")
+    format: str
+    expires_at: float | None = Field(None, description="when a presigned URL stops working")
+
+
+class InlineImage(BaseModel):
+    content_type: Literal["image/webp"] = "image/webp"
+    data: str = Field(description="base64 of the image bytes")
+    bytes: int
+
+
+class WebhookView(BaseModel):
+    url: str | None = None
+    state: str | None = None
+    event: str | None = None
+    attempts: int = 0
+    last_status: int | None = None
+    last_error: str | None = None
+    last_attempt_at: float | None = None
+    delivered_at: float | None = None
+    next_attempt_at: float | None = None
+
+
+class JobView(BaseModel):
+    id: str
+    state: str
+    mode: str | None = None
+    batch: str | None = None
+    progress: float | None = None
+    attempts: int = 0
+    cancel_requested: bool = False
+    cancel_after: float | None = None
+    error: ErrorInfo | None = None
+    output: OutputView | None = None
+    timings: dict[str, float] = Field(default_factory=dict)
+    timestamps: dict[str, float] = Field(default_factory=dict)
+    webhook: WebhookView | None = None
+    inline: InlineImage | None = None
+
+
+class BatchView(BaseModel):
+    id: str
+    done: bool
+    total: int
+    counts: dict[str, int]
+    jobs: list[JobView] = Field(default_factory=list)
+    next_cursor: str | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    redis: bool
