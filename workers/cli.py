@@ -66,10 +66,12 @@ def worker(
         settings = load_settings()
         from workers.gpu import choose_tier
 
-        chosen, card = choose_tier(tier, gpu, settings.tiers())
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        chosen, card = choose_tier(tier, gpu, settings.tiers(), visible)
     except DarkroomError as exc:
         raise click.ClickException(str(exc)) from None
-    if card is not None and gpu is not None:
+    if card is not None:
+        # One worker, one card: torch in this process (and its children) sees only it.
         os.environ["CUDA_VISIBLE_DEVICES"] = str(card.index)
     if lane == "both":
         sys.exit(_supervise(chosen.name, concurrency, gpu, loglevel, name))

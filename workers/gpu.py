@@ -61,16 +61,23 @@ def tier_for_gpu(gpu: Gpu, tiers: Sequence[Tier]) -> Tier:
 
 
 def choose_tier(
-    requested: str, gpu_index: int | None, tiers: Sequence[Tier]
+    requested: str, gpu_index: int | None, tiers: Sequence[Tier], visible: str | None = None
 ) -> tuple[Tier, Gpu | None]:
-    """Resolve `--tier` (`auto` or a name) and `--gpu` to a tier and the pinned card."""
+    """Resolve `--tier` (`auto` or a name) and `--gpu` to a tier and the card to pin.
+
+    `visible` is the caller's CUDA_VISIBLE_DEVICES: nvidia-smi lists every card whatever
+    it says, so with no `--gpu` the worker takes the first card it names.
+    """
     gpus = visible_gpus()
+    if gpu_index is None and visible:
+        first = visible.split(",")[0].strip()
+        gpu_index = int(first) if first.isdigit() else None
     gpu = None
     if gpu_index is not None:
         matches = [g for g in gpus if g.index == gpu_index]
-        if not matches:
-            raise ConfigError(f"--gpu {gpu_index}: no such GPU; visible: {[g.index for g in gpus]}")
-        gpu = matches[0]
+        if not matches and gpus:
+            raise ConfigError(f"GPU {gpu_index}: no such GPU; visible: {[g.index for g in gpus]}")
+        gpu = matches[0] if matches else None
     elif gpus:
         gpu = gpus[0]
     if requested != "auto":

@@ -1,0 +1,45 @@
+"""`make bench`: run the benchmarks one after another, each in its own process.
+
+    python -m bench                 # every CPU benchmark
+    python -m bench queue ops       # just these
+    python -m bench --quick         # smaller counts where a benchmark has them
+
+Each prints its own side-by-side table. `gpu_fullsize` runs only when named (it needs CUDA).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+CPU = {
+    "queue": "dispatch, preview isolation, throughput, submission (the backbone targets)",
+    "ops": "classic op latency at 1 MP",
+    "portrait": "face analysis, skin_smooth, remove_background, portrait_retouch",
+    "models": "cold load vs warm call; resident cache under a mixed stream",
+    "autoscale_sim": "autoscaler vs static pools on a synthetic day",
+    "faults": "SIGKILL, Redis restart and S3 outage under load",
+}
+QUICK = {"queue": ["--quick"]}
+
+
+def main(argv: list[str]) -> int:
+    quick = "--quick" in argv
+    names = [a for a in argv if not a.startswith("-")] or list(CPU)
+    failed = []
+    for name in names:
+        print(f"\n== bench.{name}: {CPU.get(name, '')}", flush=True)
+        started = time.perf_counter()
+        extra = QUICK.get(name, []) if quick else []
+        code = subprocess.call([sys.executable, "-m", f"bench.{name}", *extra])
+        print(f"-- bench.{name} took {time.perf_counter() - started:.0f} s (exit {code})")
+        if code:
+            failed.append(name)
+    if failed:
+        print(f"\nfailed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

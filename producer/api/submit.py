@@ -1,0 +1,192 @@
+"""Requests -> validated jobs -> Redis, with idempotency and the tenant's concurrency cap.
+
+Order matters:
+1. the recipe is built against the op catalogue and the key's allowed ops (422 / 403);
+2. an `Idempotency-Key` is claimed (a replay returns the job it made; the same key
+   with a different body is a 409);
+3. the tenant's concurrency slots are reserved (429 when full);
+4. the job's owner (`tenant`, `api_key`) is written to its hash, then the job is
+   queued by `JobStore.enqueue`, so no reader ever sees a job without its owner.
+A failure after 2 or 3 gives the key and the slots back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from jobs.errors import SchemaError
+from jobs.schema import Job, OutputSpec, Recipe, Step, new_job_id
+from jobs.store import Submission
+from jobs.tiers import queue_name, route
+from producer.api.context import ApiContext
+from producer.api.errors import ApiError, summary, validation_details
+from producer.api.models import JobOptions, StepIn
+from producer.keys import ApiKey
+
+IDEMPOTENCY_KEY_MAX = 200
+CONCURRENCY_RETRY_S = "2"
+
+
+def recipe_of(options: JobOptions) -> Recipe:
+    """The request's recipe (or `ops`), each step checked against the catalogue."""
+    if (options.recipe is None) == (options.ops is None):
+        raise ApiError(422, "give exactly one of `recipe` (with steps) or `ops`")
+    steps: Sequence[StepIn] = options.recipe.steps if options.recipe else options.ops or []
+    built = []
+    for index, step in enumerate(steps):
+        try:
+            built.append(Step(op=step.op, params=step.params))
+        except SchemaError as exc:
+            raise ApiError(422, f"step {index + 1}: {exc}") from None
+        except ValidationError as exc:
+            details = validation_details(exc)
+            raise ApiError(422, f"step {index + 1}: {summary(details)}", details=details) from None
+    return Recipe(name=options.recipe.name if options.recipe else None, steps=built)
+
+
+def check_ops(recipe: Recipe, key: ApiKey) -> None:
+    refused = sorted({s.op for s in recipe.steps if not key.allows_op(s.op)})
+    if refused:
+        allowed = ", ".join(sorted(key.limits.ops))
+        raise ApiError(403, f"this key may not run {', '.join(refused)}; it may run: {allowed}")
+
+
+def check_deadline(cancel_after: float | None, ctx: ApiContext) -> None:
+    now = time.time()
+    if cancel_after is not None and cancel_after <= now:
+        raise ApiError(422, f"cancel_after {cancel_after} is in the past (now {now:.0f})")
+    if cancel_after is not None and cancel_after > now + ctx.settings.job_ttl_s:
+        raise ApiError(422, f"cancel_after is beyond the job's lifetime ({ctx.settings.job_ttl_s} s)")
+
+
+def queue_for(recipe: Recipe, options: JobOptions, ctx: ApiContext) -> str:
+    try:
+        return queue_name(route(recipe, ctx.settings.tiers()), options.mode)
+    except SchemaError as exc:
+        raise ApiError(422, str(exc)) from None
+
+
+def build_job(
+    ctx: ApiContext,
+    key: ApiKey,
+    options: JobOptions,
+    recipe: Recipe,
+    input_uri: str,
+    *,
+    job_id: str | None = None,
+    batch: str | None = None,
+    idempotency_key: str | None = None,
+) -> Job:
+    job_id = job_id or new_job_id()
+    output = OutputSpec(
+        format=options.output.format,
+        quality=options.output.quality,
+        lossless=options.output.lossless,
+        uri=ctx.outputs.outputs_uri(key.tenant),
+        key=job_id,
+    )
+    try:
+        return Job(
+            id=job_id,
+            input=input_uri,
+            recipe=recipe,
+            mode=options.mode,
+            priority=options.priority,
+            output=output,
+            seed=options.seed,
+            webhook=options.webhook,
+            idempotency_key=idempotency_key,
+            batch=batch,
+            tenant=key.tenant,
+            cancel_after=options.cancel_after,
+        )
+    except ValidationError as exc:
+        details = validation_details(exc)
+        raise ApiError(422, summary(details), details=details) from None
+
+
+# -- idempotency -----------------------------------------------------------------------
+
+
+def fingerprint(kind: str, body: Any, extra: bytes = b"") -> str:
+    """What makes two requests 'the same': route kind, canonical body, uploaded bytes."""
+    canonical = json.dumps([kind, body], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode() + hashlib.sha256(extra).digest()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """A claimed `Idempotency-Key`: `existing` is the id it already named, if any."""
+
+    redis_key: str
+    fingerprint: str
+    existing: str | None
+
+
+def claim_idempotency(
+    ctx: ApiContext, key: ApiKey, header: str | None, print_: str, new_id: str
+) -> Idempotency | None:
+    if header is None:
+        return None
+    if not header or len(header) > IDEMPOTENCY_KEY_MAX or not header.isprintable():
+        raise ApiError(422, f"Idempotency-Key must be 1-{IDEMPOTENCY_KEY_MAX} printable characters")
+    redis_key = ctx.keys.idempotency(key.tenant, header)
+    value = json.dumps({"fp": print_, "id": new_id})
+    if ctx.redis.set(redis_key, value, nx=True, ex=ctx.options.idempotency_ttl_s):
+        return Idempotency(redis_key, print_, None)
+    stored = ctx.redis.get(redis_key)
+    seen = json.loads(stored) if stored else {"fp": print_, "id": new_id}
+    if seen["fp"] != print_:
+        raise ApiError(
+            409,
+            "this Idempotency-Key was already used with a different request; "
+            "use a new key for a new request",
+            code="idempotency_conflict",
+        )
+    return Idempotency(redis_key, print_, str(seen["id"]))
+
+
+def release_idempotency(ctx: ApiContext, claim: Idempotency | None, new_id: str) -> None:
+    """Free a key whose request failed, so a retry with it can succeed."""
+    if claim is None or claim.existing is not None:
+        return
+    stored = ctx.redis.get(claim.redis_key)
+    if stored and json.loads(stored).get("id") == new_id:
+        ctx.redis.delete(claim.redis_key)
+
+
+# -- queueing --------------------------------------------------------------------------
+
+
+def enqueue(ctx: ApiContext, key: ApiKey, jobs: Sequence[Job], queue: str) -> None:
+    """Reserve the tenant's slots, record each job's owner, queue the jobs."""
+    ids = [job.id for job in jobs]
+    busy = ctx.limits.reserve(key.tenant, ids, key.limits.concurrency)
+    if busy is not None:
+        raise ApiError(
+            429,
+            f"tenant {key.tenant} has {busy} unfinished jobs; this key allows "
+            f"{key.limits.concurrency} at once (asked for {len(ids)} more)",
+            code="concurrency_limit",
+            headers={"Retry-After": CONCURRENCY_RETRY_S},
+        )
+    try:
+        pipe = ctx.redis.pipeline(transaction=False)
+        for job in jobs:
+            owner = {"tenant": key.tenant, "api_key": key.id}
+            if job.cancel_after is not None:
+                owner["cancel_after"] = repr(job.cancel_after)
+            pipe.hset(ctx.keys.job(job.id), mapping=owner)
+            pipe.expire(ctx.keys.job(job.id), ctx.settings.job_ttl_s)
+        pipe.execute()
+        ctx.store.enqueue(Submission(job=job, queue=queue, source=job.input) for job in jobs)
+    except Exception:
+        ctx.limits.release(key.tenant, ids)
+        raise
