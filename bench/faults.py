@@ -160,7 +160,7 @@ def s3_outage(rig: FaultRig, down_s: float = 3.0) -> FaultReport:
     batch.reach_mid_batch()
     batch.canceled = batch.cancel_tail()
     fault_at = time.time()
-    rig.s3.stop()
+    rig.s3.stop(kill=True)
     time.sleep(down_s)
     rig.s3.start()
     restored_at = time.time()

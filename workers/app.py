@@ -58,9 +58,14 @@ def create_app(settings: Settings) -> Celery:
     import workers.tasks
 
     workers.tasks.bind(app)
+    return app
+
+
+def install_worker_hooks(app: Celery, settings: Settings) -> None:
+    """What a serving worker adds to the app: heartbeats (and the dead-worker sweep),
+    JSON logs with the job id, Prometheus metrics. Once per worker process."""
     _beat_while_serving(app, settings)
     _observe(app, settings)
-    return app
 
 
 def _observe(app: Celery, settings: Settings) -> None:

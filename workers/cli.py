@@ -91,12 +91,13 @@ def run_celery_worker(
 ) -> None:
     from jobs.settings import Settings
     from jobs.tiers import tier_named
-    from workers.app import create_app
+    from workers.app import create_app, install_worker_hooks
 
     assert isinstance(settings, Settings)
     tier = tier_named(tier_name, settings.tiers())
     queue = queue_name(tier, lane)
     app = create_app(settings)
+    install_worker_hooks(app, settings)
     app.conf.darkroom_tier = tier
     app.conf.darkroom_queues = [queue]
     if lane is Lane.PREVIEW:

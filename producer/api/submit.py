@@ -27,6 +27,7 @@ from jobs.store import Submission
 from jobs.tiers import queue_name, route
 from producer.api.context import ApiContext
 from producer.api.errors import ApiError, summary, validation_details
+from producer.api.inputs import VettedUpload, check_input, check_webhook
 from producer.api.models import JobOptions, StepIn
 from producer.keys import ApiKey
 
@@ -190,3 +191,44 @@ def enqueue(ctx: ApiContext, key: ApiKey, jobs: Sequence[Job], queue: str) -> No
     except Exception:
         ctx.limits.release(key.tenant, ids)
         raise
+
+
+def create_one(
+    ctx: ApiContext,
+    key: ApiKey,
+    options: JobOptions,
+    recipe: Recipe,
+    *,
+    input_uri: str | None,
+    upload: VettedUpload | None,
+    body: dict[str, Any],
+    idempotency_key: str | None,
+    kind: str = "job",
+) -> tuple[str, bool]:
+    """Validate and queue one job; (its id, whether it is an idempotent replay)."""
+    # 1. everything that can be refused without side effects
+    check_ops(recipe, key)
+    check_deadline(options.cancel_after, ctx)
+    check_webhook(options.webhook, ctx.settings)
+    queue = queue_for(recipe, options, ctx)
+    if input_uri is not None:
+        check_input(input_uri, key, ctx.outputs, ctx.settings)
+    # 2. the idempotency key: a replay ends here
+    new_id = new_job_id()
+    extra = upload.data if upload is not None else b""
+    claim = claim_idempotency(ctx, key, idempotency_key, fingerprint(kind, body, extra), new_id)
+    if claim is not None and claim.existing is not None:
+        return claim.existing, True
+    # 3. store the upload, build the job, reserve slots and queue it
+    try:
+        if upload is not None:
+            input_uri = ctx.outputs.store_upload(key.tenant, upload.data, upload.format)
+        assert input_uri is not None
+        job = build_job(
+            ctx, key, options, recipe, input_uri, job_id=new_id, idempotency_key=idempotency_key
+        )
+        enqueue(ctx, key, [job], queue)
+    except BaseException:
+        release_idempotency(ctx, claim, new_id)
+        raise
+    return new_id, False

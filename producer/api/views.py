@@ -58,12 +58,12 @@ def enforce_deadline(ctx: ApiContext, raw: Raw, job_id: str) -> Raw:
     except TransitionRefused:
         pass  # a worker took it (or canceled it) meanwhile
     else:
-        announce(ctx.redis, ctx.keys, job_id, JobState.CANCELED, webhook=_has_webhook(raw))
+        announce(ctx.redis, ctx.keys, job_id, JobState.CANCELED, webhook=has_webhook(raw))
     fresh: Raw = ctx.redis.hgetall(ctx.keys.job(job_id))
     return fresh or raw
 
 
-def _has_webhook(raw: Raw) -> bool:
+def has_webhook(raw: Raw) -> bool:
     try:
         return bool(json.loads(raw.get(b"job", b"{}")).get("webhook"))
     except ValueError:

@@ -1,0 +1,139 @@
+"""Reading a job request: JSON, or multipart with the image uploaded; and `wait`.
+
+`POST /v1/jobs` takes either body, so it parses by hand (the OpenAPI document still
+describes both, see `producer.api.openapi`):
+
+- `application/json`: a `JobRequest` (`input` names the image);
+- `multipart/form-data`: an `image` file part and a `job` part holding the
+  `JobOptions` as JSON (everything but `input`).
+
+`?wait=preview` holds the request until the job finishes (at most
+`options.preview_wait_s`) and makes it a preview unless the body chose a mode;
+`?wait=N` or `Prefer: wait=N` (RFC 7240) holds it at most N seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from jobs.schema import Lane
+from producer.api.context import ApiOptions
+from producer.api.errors import ApiError, summary, validation_details
+from producer.api.models import JobOptions, JobRequest
+
+FORM_FIELDS = frozenset({"image", "job"})
+FIELD_MAX_BYTES = 64 * 2**10
+_PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*\"?(\d+(?:\.\d+)?)\"?", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ParsedJob:
+    """A job request, its input named (`input`) or uploaded (`upload`)."""
+
+    options: JobOptions
+    body: dict[str, Any]  # what the idempotency fingerprint is taken over
+    input: str | None = None
+    upload: bytes | None = None
+    filename: str | None = None
+
+
+@dataclass(frozen=True)
+class Wait:
+    seconds: float = 0.0
+    preview: bool = False  # `?wait=preview`: default the mode to preview
+    prefer: bool = False  # granted through `Prefer`, so answer `Preference-Applied`
+
+
+def wait_of(query: str | None, prefer: str | None, options: ApiOptions) -> Wait:
+    if query is not None:
+        if query == "preview":
+            return Wait(options.preview_wait_s, preview=True)
+        try:
+            seconds = float(query)
+        except ValueError:
+            raise ApiError(422, "wait must be 'preview' or a number of seconds") from None
+        if not 0 <= seconds <= options.max_wait_s:
+            raise ApiError(422, f"wait must be between 0 and {options.max_wait_s:g} seconds")
+        return Wait(seconds)
+    match = _PREFER_WAIT.search(prefer or "")
+    if match:
+        return Wait(min(float(match[1]), options.max_wait_s), prefer=True)
+    return Wait()
+
+
+def _validated(model: type[JobOptions], data: Any) -> JobOptions:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = validation_details(exc)
+        raise ApiError(422, summary(details), details=details) from None
+
+
+def loads(raw: bytes | str, what: str) -> Any:
+    """JSON without NaN or Infinity (JSON has neither; Python's parser allows them)."""
+
+    def refuse(token: str) -> Any:
+        raise ValueError(f"{token} is not valid JSON")
+
+    try:
+        return json.loads(raw, parse_constant=refuse)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(422, f"{what} is not valid JSON: {exc}") from None
+
+
+async def read_job(request: Request, wait: Wait) -> ParsedJob:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        parsed = _from_json(await request.body())
+    elif media == "multipart/form-data":
+        parsed = await _from_form(request)
+    else:
+        raise ApiError(
+            415,
+            f"send application/json or multipart/form-data, not {media or 'no content type'}",
+        )
+    if wait.preview and "mode" not in parsed.options.model_fields_set:
+        options = parsed.options.model_copy(update={"mode": Lane.PREVIEW})
+        parsed = ParsedJob(options, parsed.body, parsed.input, parsed.upload, parsed.filename)
+    return parsed
+
+
+def _from_json(raw: bytes) -> ParsedJob:
+    data = loads(raw, "the body")
+    if not isinstance(data, dict):
+        raise ApiError(422, "the body must be a JSON object")
+    request = _validated(JobRequest, data)
+    assert isinstance(request, JobRequest)
+    options = JobOptions.model_validate(request.model_dump(exclude={"input"}, exclude_unset=True))
+    body = request.model_dump(mode="json")
+    return ParsedJob(options, body, input=request.input)
+
+
+async def _from_form(request: Request) -> ParsedJob:
+    form = await request.form(max_files=1, max_fields=len(FORM_FIELDS), max_part_size=FIELD_MAX_BYTES)
+    unknown = sorted(set(form.keys()) - FORM_FIELDS)
+    if unknown:
+        raise ApiError(422, f"unknown form field(s) {', '.join(unknown)}; send `image` and `job`")
+    image, job = form.get("image"), form.get("job")
+    if not isinstance(image, UploadFile):
+        raise ApiError(422, "multipart requests need an `image` file part")
+    if not isinstance(job, str):
+        raise ApiError(422, "multipart requests need a `job` part: the job options as JSON")
+    data = loads(job, "the `job` part")
+    if not isinstance(data, dict):
+        raise ApiError(422, "the `job` part must be a JSON object")
+    options = _validated(JobOptions, data)
+    upload = await image.read()
+    return ParsedJob(
+        options,
+        options.model_dump(mode="json"),
+        upload=upload,
+        filename=image.filename,
+    )
