@@ -37,12 +37,10 @@ from jobs.schema import Recipe, Step
 
 MAX_INSTRUCTIONS = 1000
 MAX_SIZE = 8192
-_SIZE = re.compile(r"^\s*(\d{1,5})\s*(?:[x×*]\s*(\d{1,5}))?\s*$")
-FILLER = frozenset(
-    "a an and also bit can do for i image it its little make me my of old photo photos picture "
-    "pic please "
-    "pls slightly some the then this to up want would you".split()
-)
+_SIZE = re.compile(r"^\s*(\d{1,5})\s*(?:[x\u00d7*]\s*(\d{1,5}))?\s*$")
+FILLER_WORDS = """a an and also bit can do for i image it its little make me my of old photo photos
+picture pic please pls slightly some the then this to up want would you"""
+FILLER = frozenset(FILLER_WORDS.split())
 
 RESTORE_STEPS: tuple[dict[str, Any], ...] = (
     {"op": "dust_scratch_removal", "params": {"sensitivity": 0.5, "max_defect_px": 5}},
@@ -123,7 +121,7 @@ class UnknownInstruction(SchemaError):
         self.unknown = list(unknown)
         super().__init__(
             f"not understood: {'; '.join(repr(u) for u in unknown)}. Understood: "
-            + ", ".join(understood())
+            + ", ".join(phrase.label for phrase in PHRASES)
         )
 
 
@@ -144,7 +142,7 @@ def read_instructions(text: str) -> Reading:
     """Match phrases (longest first) and collect what is left, in the order written."""
     if len(text) > MAX_INSTRUCTIONS:
         raise SchemaError(f"instructions are {len(text)} characters; the limit is 1000")
-    lowered = " " + re.sub(r"\s+", " ", text.lower().replace("’", "'")) + " "
+    lowered = " " + re.sub(r"\s+", " ", text.lower().replace("\u2019", "'")) + " "
     found: list[tuple[int, Phrase]] = []
     by_length = sorted(((say, p) for p in PHRASES for say in p.says), key=lambda sp: -len(sp[0]))
     for say, phrase in by_length:
@@ -182,7 +180,9 @@ def resize_step(size: str | int | None) -> Step | None:
     return Step(op="resize", params={"width": width, "height": height})
 
 
-def recipe_for(instructions: str, size: str | int | None = None, *, edit_op: str | None = None) -> Recipe:
+def recipe_for(
+    instructions: str, size: str | int | None = None, *, edit_op: str | None = None
+) -> Recipe:
     """The recipe the instructions ask for, or `UnknownInstruction` / `SchemaError`.
 
     `edit_op` names the instruction-edit op to hand unknown text to (the caller decides

@@ -177,9 +177,9 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _to_hash(record: ApiKey, sha256: str) -> dict[str, str]:
+def _to_hash(record: ApiKey, sha256: str) -> dict[Any, str]:
     limits = record.limits
-    fields = {
+    fields: dict[Any, str] = {
         "tenant": record.tenant,
         "sha256": sha256,
         "created_at": repr(record.created_at),

@@ -83,12 +83,13 @@ if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], 
 
 def enqueue(client: Redis | Pipeline, keys: Keys, job_id: str, event: str) -> str:
     """Queue one delivery of `event` for `job_id`; returns the delivery id."""
-    delivery = {"id": uuid.uuid4().hex, "job": job_id, "event": event, "attempt": 0}
-    client.hset(keys.webhook_deliveries(), delivery["id"], json.dumps(delivery))
-    client.zadd(keys.webhook_due(), {delivery["id"]: time.time()})
+    delivery_id = uuid.uuid4().hex
+    delivery = {"id": delivery_id, "job": job_id, "event": event, "attempt": 0}
+    client.hset(keys.webhook_deliveries(), delivery_id, json.dumps(delivery))
+    client.zadd(keys.webhook_due(), {delivery_id: time.time()})
     client.lpush(keys.webhook_wake(), "1")
     client.ltrim(keys.webhook_wake(), 0, 0)
-    return str(delivery["id"])
+    return delivery_id
 
 
 def job_finished(redis: Redis, keys: Keys, job: Job, state: JobState) -> None:
@@ -220,10 +221,11 @@ class Deliverer:
         self._claim = redis.register_script(_CLAIM)
         self._set_if_exists = redis.register_script(_SET_IF_EXISTS)
 
-    def run(self, stop: threading.Event, max_s: float | None = None) -> int:
-        """Deliver until `stop` is set (or `max_s` passed); returns deliveries settled."""
+    def run(self, stop: threading.Event, max_s: float | None = None, drain: bool = False) -> int:
+        """Deliver until `stop` is set, `max_s` passed, or (`drain`) nothing is queued;
+        returns how many attempts were made."""
         deadline = None if max_s is None else time.monotonic() + max_s
-        settled = 0
+        attempts = 0
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
             try:
                 done, next_due = self.deliver_due()
@@ -231,10 +233,12 @@ class Deliverer:
                 log.exception("webhook deliverer: Redis failed; retrying in 1 s")
                 stop.wait(1.0)
                 continue
-            settled += done
+            attempts += done
+            if done == 0 and drain and next_due is None:
+                break
             if done == 0:
                 self._idle(next_due)
-        return settled
+        return attempts
 
     def deliver_due(self, limit: int = 100) -> tuple[int, float | None]:
         """Send up to `limit` due deliveries; (how many were sent, when the next is due)."""
@@ -312,12 +316,12 @@ class Deliverer:
         raw = self.redis.hgetall(self.keys.job(job_id))
         if not raw:
             return None
-        data = {k.decode(): v.decode() for k, v in raw.items()}
+        data = {_text(k): _text(v) for k, v in raw.items()}
         job = json.loads(data.get("job", "{}"))
         secret = None
         if data.get("api_key"):
             found = self.redis.hget(self.keys.api_key(data["api_key"]), WEBHOOK_SECRET_FIELD)
-            secret = found.decode() if found else None
+            secret = _text(found) if found else None
         return data | {"url": job.get("webhook"), "secret": secret}
 
     def _reschedule(self, delivery: dict[str, Any], due: float) -> None:
@@ -331,6 +335,10 @@ class Deliverer:
         pipe.zrem(self.keys.webhook_due(), delivery_id)
         pipe.hdel(self.keys.webhook_deliveries(), delivery_id)
         pipe.execute()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _payload(delivery: dict[str, Any], job: dict[str, Any], settings: Settings) -> dict[str, Any]:
@@ -375,7 +383,8 @@ def webhooks() -> None:
 
 @webhooks.command()
 @click.option("--max-seconds", type=click.FloatRange(min=0), help="stop after S seconds")
-def serve(max_seconds: float | None) -> None:
+@click.option("--drain", is_flag=True, help="stop once no delivery is queued")
+def serve(max_seconds: float | None, drain: bool) -> None:
     """Send due webhook deliveries until stopped (SIGTERM / Ctrl-C)."""
     from jobs.broker import connect
     from jobs.settings import load_settings
@@ -386,8 +395,8 @@ def serve(max_seconds: float | None) -> None:
         signal.signal(signum, lambda *_: stop.set())
     deliverer = Deliverer(settings, connect(settings), Keys(settings.key_prefix))
     click.echo("darkroom webhooks: delivering", err=True)
-    settled = deliverer.run(stop, max_s=max_seconds)
-    click.echo(f"darkroom webhooks: stopped after {settled} attempts", err=True)
+    attempts = deliverer.run(stop, max_s=max_seconds, drain=drain)
+    click.echo(f"darkroom webhooks: stopped after {attempts} attempts", err=True)
 
 
 @webhooks.command()
@@ -400,5 +409,5 @@ def pending() -> None:
     redis, keys = connect(settings), Keys(settings.key_prefix)
     count = redis.zcard(keys.webhook_due())
     first = redis.zrange(keys.webhook_due(), 0, 0, withscores=True)
-    when = f", next due in {max(0.0, first[0][1] - time.time()):.1f} s" if first else ""
+    when = f", next due in {max(0.0, float(first[0][1]) - time.time()):.1f} s" if first else ""
     click.echo(f"{count} deliveries pending{when}")

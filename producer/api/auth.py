@@ -39,9 +39,7 @@ async def principal(
 def _admit(ctx: ApiContext, presented: str) -> ApiKey:
     key = ctx.ring.authenticate(presented)
     if key is None:
-        raise ApiError(
-            401, "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"}
-        )
+        raise ApiError(401, "unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
     decision = ctx.limits.hit(key.id, key.limits.rate_per_min)
     if not decision.allowed:
         raise ApiError(

@@ -41,7 +41,11 @@ class EditModels:
             return None
         now = time.monotonic()
         if self._cached is None or now - self._cached[0] > self.ttl_s:
-            model = spec.params.model_fields["model"].default if "model" in spec.params.model_fields else None
+            model = (
+                spec.params.model_fields["model"].default
+                if "model" in spec.params.model_fields
+                else None
+            )
             self._cached = (now, isinstance(model, str) and self.published(model))
         return self.op if self._cached[1] else None
 

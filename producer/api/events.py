@@ -107,13 +107,13 @@ class JobEvents:
 
 async def until_finished(
     events: JobEvents, redis: AsyncRedis, key: str, job_id: str, timeout_s: float
-) -> dict[bytes, bytes]:
+) -> dict[Any, Any]:
     """The job's hash once it is terminal, or as it is when `timeout_s` runs out."""
     deadline = time.monotonic() + timeout_s
     with events.watch(job_id) as woken:
         while True:
             woken.clear()
-            raw: dict[bytes, bytes] = await redis.hgetall(key)
+            raw: dict[Any, Any] = await redis.hgetall(key)
             left = deadline - time.monotonic()
             if not raw or is_terminal(raw) or left <= 0:
                 return raw
@@ -129,7 +129,7 @@ async def changes(
     *,
     poll_s: float,
     max_s: float,
-) -> AsyncIterator[dict[bytes, bytes]]:
+) -> AsyncIterator[dict[Any, Any]]:
     """The job's hash each time its state or progress changes, ending when it finishes
     (or after `max_s`). Progress is read every `poll_s`; a finish wakes it at once."""
     deadline = time.monotonic() + max_s
@@ -137,7 +137,7 @@ async def changes(
     with events.watch(job_id) as woken:
         while time.monotonic() < deadline:
             woken.clear()
-            raw: dict[bytes, bytes] = await redis.hgetall(key)
+            raw: dict[Any, Any] = await redis.hgetall(key)
             seen = (raw.get(b"state"), raw.get(b"progress"))
             if seen != last:
                 last = seen
@@ -148,7 +148,7 @@ async def changes(
                 await asyncio.wait_for(woken.wait(), poll_s)
 
 
-def is_terminal(raw: dict[bytes, bytes]) -> bool:
+def is_terminal(raw: dict[Any, Any]) -> bool:
     state = raw.get(b"state")
     return state is not None and JobState(state.decode()).terminal
 
@@ -161,9 +161,10 @@ def announce(redis: Redis, keys: Keys, job_id: str, state: JobState, webhook: bo
     """
     pipe = redis.pipeline(transaction=True)
     if webhook:
-        delivery = {"id": uuid.uuid4().hex, "job": job_id, "event": f"job.{state.value}", "attempt": 0}
-        pipe.hset(keys.webhook_deliveries(), delivery["id"], json.dumps(delivery))
-        pipe.zadd(keys.webhook_due(), {delivery["id"]: time.time()})
+        delivery_id = uuid.uuid4().hex
+        delivery = {"id": delivery_id, "job": job_id, "event": f"job.{state.value}", "attempt": 0}
+        pipe.hset(keys.webhook_deliveries(), delivery_id, json.dumps(delivery))
+        pipe.zadd(keys.webhook_due(), {delivery_id: time.time()})
         pipe.lpush(keys.webhook_wake(), "1")
         pipe.ltrim(keys.webhook_wake(), 0, 0)
     pipe.publish(keys.job_events(), f"{job_id} {state.value}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from jobs.ops import CATALOGUE
 from jobs.schema import MAX_STEPS, Lane
@@ -24,7 +24,7 @@ class _Strict(BaseModel):
 
 
 class StepIn(_Strict):
-    op: str = Field(json_schema_extra={"enum": sorted(CATALOGUE)}, max_length=64)
+    op: str = Field(json_schema_extra={"enum": list(sorted(CATALOGUE))}, max_length=64)
     params: dict[str, Any] = Field(default_factory=dict, description="the op's params")
 
 
@@ -57,9 +57,22 @@ class JobOptions(_Strict):
 
 
 class JobRequest(JobOptions):
-    input: str = Field(
-        min_length=1, max_length=4096, description="https:// URL or s3:// object of the image"
+    """A job in JSON: the image by reference (`input`) or inline (`image_base64`)."""
+
+    input: str | None = Field(
+        None, min_length=1, max_length=4096, description="https:// URL or s3:// object"
     )
+    image_base64: str | None = Field(
+        None,
+        min_length=4,
+        description="the image itself, base64 (small images; the body cap holds)",
+    )
+
+    @model_validator(mode="after")
+    def _one_image(self) -> JobRequest:
+        if (self.input is None) == (self.image_base64 is None):
+            raise ValueError("give exactly one of `input` (a URL) or `image_base64`")
+        return self
 
 
 class BatchInput(_Strict):

@@ -111,4 +111,3 @@ def read_webp(output_uri: str, settings: Settings, limit: int) -> bytes | None:
     image = decode_image(data, settings)
     webp = encode_image(image, OutputSpec(format="webp", quality=INLINE_QUALITY))
     return webp if len(webp) <= limit else None
-

@@ -45,7 +45,9 @@ async def answer(
     finished = JobState(view.state).terminal
     if wait.seconds > 0 and view.state == JobState.SUCCEEDED.value:
         output = raw.get(b"output", b"").decode()
-        webp = await run_in_threadpool(read_webp, output, ctx.settings, ctx.options.inline_max_bytes)
+        webp = await run_in_threadpool(
+            read_webp, output, ctx.settings, ctx.options.inline_max_bytes
+        )
         if webp is not None and _wants_webp(request):
             headers["X-Darkroom-Job"] = job_id
             return Response(webp, media_type="image/webp", headers=headers)

@@ -3,7 +3,8 @@
 `POST /v1/jobs` takes either body, so it parses by hand (the OpenAPI document still
 describes both, see `producer.api.openapi`):
 
-- `application/json`: a `JobRequest` (`input` names the image);
+- `application/json`: a `JobRequest` (`input` names the image, or `image_base64`
+  carries a small one);
 - `multipart/form-data`: an `image` file part and a `job` part holding the
   `JobOptions` as JSON (everything but `input`).
 
@@ -14,6 +15,8 @@ describes both, see `producer.api.openapi`):
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from dataclasses import dataclass
@@ -111,13 +114,22 @@ def _from_json(raw: bytes) -> ParsedJob:
         raise ApiError(422, "the body must be a JSON object")
     request = _validated(JobRequest, data)
     assert isinstance(request, JobRequest)
-    options = JobOptions.model_validate(request.model_dump(exclude={"input"}, exclude_unset=True))
-    body = request.model_dump(mode="json")
-    return ParsedJob(options, body, input=request.input)
+    fields = request.model_dump(exclude={"input", "image_base64"}, exclude_unset=True)
+    options = JobOptions.model_validate(fields)
+    if request.image_base64 is None:
+        return ParsedJob(options, request.model_dump(mode="json"), input=request.input)
+    try:
+        image = base64.b64decode(request.image_base64, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(422, "image_base64 is not valid base64", code="input_invalid") from None
+    body = request.model_dump(mode="json", exclude={"image_base64"})
+    return ParsedJob(options, body, upload=image)
 
 
 async def _from_form(request: Request) -> ParsedJob:
-    form = await request.form(max_files=1, max_fields=len(FORM_FIELDS), max_part_size=FIELD_MAX_BYTES)
+    form = await request.form(
+        max_files=1, max_fields=len(FORM_FIELDS), max_part_size=FIELD_MAX_BYTES
+    )
     unknown = sorted(set(form.keys()) - FORM_FIELDS)
     if unknown:
         raise ApiError(422, f"unknown form field(s) {', '.join(unknown)}; send `image` and `job`")

@@ -78,7 +78,9 @@ def _create(
     return batch_id, False
 
 
-@router.get("/{batch_id}", response_model=BatchView, responses=ERRORS)
+@router.get(
+    "/{batch_id}", response_model=BatchView, response_model_exclude_none=True, responses=ERRORS
+)
 def get_batch(
     batch_id: str,
     request: Request,

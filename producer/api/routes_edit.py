@@ -18,8 +18,8 @@ from producer.api.context import ApiContext
 from producer.api.errors import ApiError
 from producer.api.models import EditRequest, JobOptions, JobView
 from producer.api.replies import answer
-from producer.api.routes_jobs import ERRORS, IdempotencyHeader, PreferHeader, WaitQuery
 from producer.api.requests import Wait, wait_of
+from producer.api.routes_jobs import ERRORS, IdempotencyHeader, PreferHeader, WaitQuery
 from producer.api.submit import create_one
 from producer.edit_phrases import UnknownInstruction, recipe_for, understood
 from producer.keys import ApiKey

@@ -87,7 +87,7 @@ def _create(
     )
 
 
-@router.get("/{job_id}", response_model=JobView, responses=ERRORS)
+@router.get("/{job_id}", response_model=JobView, response_model_exclude_none=True, responses=ERRORS)
 def get_job(job_id: str, request: Request, ctx: Context, key: Caller) -> JobView:
     """A job's state, progress, timings, error and output link."""
     return job_view(ctx, load(ctx, key, job_id), ctx.base_url(request))

@@ -41,5 +41,3 @@ async def healthz(ctx: Context) -> JSONResponse:
         ok = False
     body = Health(status="ok" if ok else "degraded", redis=ok)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
-
-

@@ -64,7 +64,9 @@ def check_deadline(cancel_after: float | None, ctx: ApiContext) -> None:
     if cancel_after is not None and cancel_after <= now:
         raise ApiError(422, f"cancel_after {cancel_after} is in the past (now {now:.0f})")
     if cancel_after is not None and cancel_after > now + ctx.settings.job_ttl_s:
-        raise ApiError(422, f"cancel_after is beyond the job's lifetime ({ctx.settings.job_ttl_s} s)")
+        raise ApiError(
+            422, f"cancel_after is beyond the job's lifetime ({ctx.settings.job_ttl_s} s)"
+        )
 
 
 def queue_for(recipe: Recipe, options: JobOptions, ctx: ApiContext) -> str:
@@ -181,7 +183,7 @@ def enqueue(ctx: ApiContext, key: ApiKey, jobs: Sequence[Job], queue: str) -> No
     try:
         pipe = ctx.redis.pipeline(transaction=False)
         for job in jobs:
-            owner = {"tenant": key.tenant, "api_key": key.id}
+            owner: dict[Any, str] = {"tenant": key.tenant, "api_key": key.id}
             if job.cancel_after is not None:
                 owner["cancel_after"] = repr(job.cancel_after)
             pipe.hset(ctx.keys.job(job.id), mapping=owner)

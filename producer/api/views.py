@@ -21,7 +21,7 @@ from producer.api.models import ErrorInfo, JobView, WebhookView
 from producer.keys import ApiKey
 from producer.results import timings
 
-Raw = dict[bytes, bytes]
+Raw = dict[Any, Any]  # a job's hash as redis-py returns it (bytes -> bytes)
 DEADLINE_MESSAGE = "not started before its cancel_after deadline"
 STAMPS = ("created_at", "queued_at", "running_at", "retrying_at", "succeeded_at", "failed_at")
 

@@ -1,0 +1,118 @@
+"""The FastAPI app: routes, one error shape, body caps, and what lives for its lifetime.
+
+`create_app(settings)` builds it; at start-up it connects to Redis (one sync client
+for the routes' short calls, run in the thread pool; async clients for waits and event
+streams), subscribes to job events, and starts the background `services` it was given
+(the `darkroom api` command passes the webhook deliverer; the library never imports
+`workers`).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+
+from jobs.broker import connect, redis_url
+from jobs.keys import Keys
+from jobs.store import JobStore
+from producer.api import errors
+from producer.api.body import BodyLimit
+from producer.api.context import ApiContext, ApiOptions
+from producer.api.edit_models import EditModels
+from producer.api.events import JobEvents
+from producer.api.limits import Limits
+from producer.api.openapi import document
+from producer.api.outputs import Outputs
+from producer.keys import KeyRing
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+    from jobs.settings import Settings
+
+# A background service: started with the app's settings, Redis and keys; returns its stop.
+Service = Callable[["Settings", "Redis", Keys], Callable[[], None]]
+
+DESCRIPTION = """\
+Submit image edits, wait for previews, stream progress, get webhooks.
+
+Authenticate with `Authorization: Bearer <API key>` (`darkroom keys create`).
+Errors are `{"error": {"code", "message", "details"}}`.
+"""
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("darkroom")
+    except importlib.metadata.PackageNotFoundError:
+        return "0"
+
+
+def build_context(settings: Settings, options: ApiOptions) -> ApiContext:
+    import redis.asyncio
+
+    keys = Keys(settings.key_prefix)
+    sync = connect(settings)
+    url = redis_url(settings)
+    requests = redis.asyncio.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5)
+    # The subscription blocks on its socket for as long as no job finishes: no timeout.
+    listener = redis.asyncio.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+    return ApiContext(
+        settings=settings,
+        options=options,
+        redis=sync,
+        aredis=requests,
+        keys=keys,
+        store=JobStore(sync, keys, ttl_s=settings.job_ttl_s),
+        ring=KeyRing(sync, keys),
+        limits=Limits(sync, keys, settings.job_ttl_s),
+        events=JobEvents(listener, keys),
+        outputs=Outputs(settings),
+        edit_models=EditModels(settings),
+    )
+
+
+def create_app(
+    settings: Settings, options: ApiOptions | None = None, *, services: Sequence[Service] = ()
+) -> FastAPI:
+    """The API over `settings`' Redis and storage."""
+    options = options or ApiOptions()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx = build_context(settings, options)
+        app.state.api = ctx
+        await ctx.events.start()
+        stops = [start(settings, ctx.redis, ctx.keys) for start in services]
+        try:
+            yield
+        finally:
+            for stop in stops:
+                stop()
+            await ctx.events.stop()
+            await ctx.events.redis.aclose()
+            await ctx.aredis.aclose()
+            ctx.redis.close()
+
+    app = FastAPI(title="darkroom", version=_version(), description=DESCRIPTION, lifespan=lifespan)
+    errors.install(app)
+    app.add_middleware(BodyLimit, limit_for=_body_limits(settings, options))
+    from producer.api import routes_batches, routes_edit, routes_jobs, routes_outputs
+
+    for module in (routes_jobs, routes_batches, routes_edit, routes_outputs):
+        app.include_router(module.router)
+    app.openapi = lambda: document(app)  # type: ignore[method-assign]
+    return app
+
+
+def _body_limits(settings: Settings, options: ApiOptions) -> Callable[[str], int]:
+    upload = settings.max_input_bytes + options.multipart_overhead_bytes
+
+    def limit_for(content_type: str) -> int:
+        return upload if content_type.lower().startswith("multipart/") else options.max_json_bytes
+
+    return limit_for
