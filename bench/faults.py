@@ -1,68 +1,78 @@
 """Proof under faults: 500 jobs through two real workers while a part of the system breaks.
 
-Scenarios (each on its own append-only Redis, the same SeaweedFS, a fresh versioned bucket):
+Each scenario gets its own append-only Redis, the same SeaweedFS and a fresh versioned
+bucket; ten jobs at the tail of the queue are canceled just before the fault.
 
-1. worker kill: SIGKILL a worker's whole process group mid-batch, start a new one;
-2. redis restart: SIGKILL redis-server (AOF on) mid-batch, restart it on the same port
-   and data dir after a pause; workers must reconnect by themselves;
-3. s3 outage: stop the S3 server mid-batch for a few seconds while jobs write outputs.
+1. kill: SIGKILL one worker's whole process group mid-batch and start it again, under a
+   new name (as a pid-based default name would be) or, `kill-same-name`, under its own;
+2. redis: SIGKILL redis-server (AOF on) mid-batch, restart it on the same port and data
+   dir 2 s later; the workers must reconnect by themselves;
+3. s3: SIGKILL the S3 server mid-batch and start it again 3 s later (`--s3-down`).
 
-Each prints jobs, lost (not finished, or succeeded with no output), duplicates (output
-keys written more than once: the bucket is versioned), attempts and recovery seconds
-(from the fault to the first job completing after it; for a kill, to the killed
-worker's job completing on another worker).
+The table: jobs; lost (not finished, or succeeded with no output); duplicates (output
+keys written more than once: the bucket keeps every version); attempts (attempts x jobs);
+down (seconds the broken part was gone); recovery (seconds from the fault to the first
+job completing after the part came back; for a kill, to the killed worker's job
+completing again).
 
-`python -m bench.faults [--jobs N] [--only kill,redis,s3] [--fsync always|everysec]`.
-Loopback only; everything it starts is stopped by PID.
+`python -m bench.faults [--jobs N] [--only kill,redis,s3] [--fsync always|everysec]
+[--s3-down S]`. Loopback only; everything it starts is stopped by PID.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from jobs.keys import Keys
 from jobs.states import JobState
-from jobs.store import JobStore
+from jobs.store import JobRecord, JobStore
 from tests.fixtures.faults import (
     FaultRig,
     Tally,
-    first_success_after,
+    dismantle,
     make_rig,
-    remove_versioned_bucket,
     tally,
     wait_finished,
     wait_succeeded,
 )
+from tests.fixtures.workers import WorkerProcess
+from workers.heartbeat import live_workers
 
 MID_BATCH = 0.2  # the fault strikes once this share of the batch has succeeded
-CANCELED_TAIL = 10  # the last jobs queued are canceled just before each fault
-FINISH_TIMEOUT_S = 180.0
+CANCELED_TAIL = 10  # the last jobs queued, canceled just before each fault
+FINISH_TIMEOUT_S = 240.0
 
 
 @dataclass(frozen=True)
 class FaultReport:
-    """One scenario's outcome; `recovery_s` is None when nothing completed after the fault."""
+    """One scenario's outcome. `recovery_s` is None when no job completed after it."""
 
     scenario: str
     tally: Tally
-    canceled: list[str]
+    canceled: list[str]  # the jobs whose cancellation was asked
+    redelivered: list[str]  # jobs that ran more than once
+    finished: bool  # every job reached a final state
     down_s: float
     recovery_s: float | None
-    finished: bool
-    notes: dict[str, object] = field(default_factory=dict)
+    served_after: dict[str, int]  # worker name -> jobs it completed once the part was back
 
 
 @dataclass
 class Batch:
-    """A batch queued on the rig, with two final-lane workers serving it."""
+    """A batch queued on a rig, served by two final-lane workers."""
 
     rig: FaultRig
     name: str
     ids: list[str]
+    canceled: list[str]
 
     @property
     def store(self) -> JobStore:
@@ -73,117 +83,134 @@ class Batch:
         if not wait_succeeded(self.store, self.ids, count, timeout=120):
             raise TimeoutError(f"{self.name}: {count} jobs did not succeed within 120 s")
 
-    def cancel_tail(self) -> list[str]:
-        """Ask to cancel the last jobs queued; they have not started yet."""
-        tail = self.ids[-CANCELED_TAIL:]
-        for job_id in tail:
+    def cancel_tail(self) -> None:
+        """Cancel the last jobs queued; they are still waiting when the fault strikes."""
+        self.canceled = self.ids[-CANCELED_TAIL:]
+        for job_id in self.canceled:
             self.store.cancel(job_id)
-        return tail
 
-    def report(self, scenario: str, fault_at: float, restored_at: float, **notes: object) -> FaultReport:
+    def report(self, scenario: str, fault_at: float, back_at: float) -> FaultReport:
+        """Wait for the batch to end (or stall), then judge it."""
         finished = wait_finished(self.store, self.ids, FINISH_TIMEOUT_S)
-        records = self.store.get_many(self.ids)
-        first = first_success_after(records, restored_at)
+        records = [r for r in self.store.get_many(self.ids) if r is not None]
+        later = [r for r in records if r.succeeded_at and r.succeeded_at > back_at]
+        after = [r.succeeded_at for r in later if r.succeeded_at]
         return FaultReport(
             scenario=scenario,
             tally=tally(self.rig, self.ids, self.name),
             canceled=self.canceled,
-            down_s=restored_at - fault_at,
-            recovery_s=None if first is None else first - fault_at,
+            redelivered=[r.id for r in records if r.attempts > 1],
             finished=finished,
-            notes=notes,
+            down_s=back_at - fault_at,
+            recovery_s=min(after) - fault_at if after else None,
+            served_after=dict(Counter((r.worker or "?").split("@")[0] for r in later)),
         )
 
-    canceled: list[str] = field(default_factory=list)
 
-
-def start_batch(rig: FaultRig, name: str, workers: Sequence[str] = ("w1", "w2")) -> Batch:
+def start_batch(rig: FaultRig, name: str, workers: Sequence[str], **env: str) -> Batch:
+    """Start two workers (`env` on top of the rig's), queue the batch, reach mid-batch."""
+    rig.workers.env.update(env)
     for worker in workers:
         rig.workers.start(lane="final", name=worker)
-    return Batch(rig, name, rig.submit(name))
+    batch = Batch(rig, name, rig.submit(name), [])
+    batch.reach_mid_batch()
+    batch.cancel_tail()
+    return batch
 
 
-def running_on(store: JobStore, ids: Sequence[str], worker: str, timeout: float) -> str:
-    """The id of a job that `worker` is running now."""
+def wait_beating(rig: FaultRig, worker: WorkerProcess, timeout: float = 60) -> None:
+    """Until this very process beats (its name may still show its predecessor's beat)."""
+    client = rig.client()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for record in store.get_many(list(ids)):
-            if record and record.state is JobState.RUNNING and (record.worker or "").startswith(worker):
-                return record.id
-        time.sleep(0.02)
-    raise TimeoutError(f"{worker} ran no job within {timeout} s")
+        beats = live_workers(client, Keys())
+        if any(h.startswith(worker.name) and b.get("pid") == worker.pid for h, b in beats.items()):
+            return
+        if worker.proc.poll() is not None:
+            raise RuntimeError(f"worker {worker.name} exited; see {worker.log}")
+        time.sleep(0.05)
+    raise TimeoutError(f"worker {worker.name} did not beat within {timeout} s")
 
 
-def kill_a_worker(rig: FaultRig) -> FaultReport:
-    """SIGKILL one of two workers (whole process group) mid-batch; start a fresh one."""
-    batch = start_batch(rig, "kill", workers=("victim", "steady"))
-    batch.reach_mid_batch()
-    batch.canceled = batch.cancel_tail()
-    orphan = running_on(batch.store, batch.ids, "victim", timeout=30)
+def kill_a_worker(rig: FaultRig, *, same_name: bool = False, **env: str) -> FaultReport:
+    """SIGKILL one of two workers (its whole process group) mid-batch; start it again."""
+    batch = start_batch(rig, "kill", ("victim", "steady"), **env)
     victim = rig.workers.started[0]
     victim.kill()
     fault_at = time.time()
-    rig.workers.start(lane="final", name="victim-restarted")
-    restored_at = time.time()
-    report = batch.report("worker kill", fault_at, restored_at, orphan=orphan)
-    record = batch.store.get(orphan)
-    orphan_done = record.succeeded_at if record and record.succeeded_at else None
-    return FaultReport(
-        **{
-            **report.__dict__,
-            "recovery_s": None if orphan_done is None else orphan_done - fault_at,
-            "notes": {
-                "orphan": orphan,
-                "orphan_attempts": record.attempts if record else None,
-                "worker_restart_s": restored_at - fault_at,
-            },
-        }
-    )
+    name = victim.name if same_name else f"{victim.name}-restarted"
+    restarted = rig.workers.start(lane="final", name=name, wait=False)
+    wait_beating(rig, restarted)
+    scenario = "worker kill" + (", same name" if same_name else "")
+    report = batch.report(scenario, fault_at, time.time())
+    return dataclasses.replace(report, recovery_s=_redelivered_done(batch, report, fault_at))
+
+
+def _redelivered_done(batch: Batch, report: FaultReport, fault_at: float) -> float | None:
+    """Seconds from the kill until the last job it orphaned completed elsewhere."""
+    records = batch.store.get_many(report.redelivered)
+    done = [r.succeeded_at for r in records if isinstance(r, JobRecord) and r.succeeded_at]
+    return max(done) - fault_at if done and len(done) == len(records) else None
 
 
 def restart_redis(rig: FaultRig, down_s: float = 2.0) -> FaultReport:
     """SIGKILL redis-server mid-batch, keep it down `down_s`, restart it in place."""
-    batch = start_batch(rig, "redis")
-    batch.reach_mid_batch()
-    batch.canceled = batch.cancel_tail()
+    batch = start_batch(rig, "redis", ("w1", "w2"))
     rig.redis.kill()
     fault_at = time.time()
     time.sleep(down_s)
     rig.redis.start()
-    restored_at = time.time()
-    return batch.report(f"redis restart (AOF {rig.redis.fsync})", fault_at, restored_at)
+    return batch.report(f"redis restart (AOF {rig.redis.fsync})", fault_at, time.time())
 
 
 def s3_outage(rig: FaultRig, down_s: float = 3.0) -> FaultReport:
-    """Stop the S3 server mid-batch for `down_s` seconds (plus its stop and start)."""
-    batch = start_batch(rig, "s3")
-    batch.reach_mid_batch()
-    batch.canceled = batch.cancel_tail()
-    fault_at = time.time()
+    """SIGKILL the S3 server mid-batch; start it again (same ports, same data) `down_s` later."""
+    batch = start_batch(rig, "s3", ("w1", "w2"))
     rig.s3.stop(kill=True)
+    fault_at = time.time()
     time.sleep(down_s)
     rig.s3.start()
-    restored_at = time.time()
-    return batch.report("s3 outage", fault_at, restored_at)
+    return batch.report(f"s3 outage ({down_s:.0f} s)", fault_at, time.time())
 
 
-SCENARIOS: dict[str, Callable[[FaultRig], FaultReport]] = {
-    "kill": kill_a_worker,
-    "redis": restart_redis,
-    "s3": s3_outage,
-}
+def scenarios(args: argparse.Namespace) -> dict[str, Callable[[FaultRig], FaultReport]]:
+    # Production heartbeat timing for the same-name restart: the race it loses is real.
+    production = {"DARKROOM_HEARTBEAT_INTERVAL_S": "1", "DARKROOM_HEARTBEAT_TTL_S": "4"}
+    return {
+        "kill": kill_a_worker,
+        "kill-same-name": lambda rig: kill_a_worker(rig, same_name=True, **production),
+        "redis": restart_redis,
+        "s3": lambda rig: s3_outage(rig, args.s3_down),
+    }
+
+
+def row(report: FaultReport) -> list[object]:
+    t = report.tally
+    recovery = "-" if report.recovery_s is None else f"{report.recovery_s:.1f}"
+    return [
+        report.scenario, t.jobs, t.count(JobState.SUCCEEDED), t.count(JobState.CANCELED),
+        len(t.lost), len(t.duplicates), t.writes,
+        " ".join(f"{n}x{count}" for n, count in t.attempts.items()),
+        f"{report.down_s:.1f}", recovery,
+    ]  # fmt: skip
+
+
+HEADER = ["scenario", "jobs", "succeeded", "canceled", "lost", "duplicates", "writes",
+          "attempts", "down s", "recovery s"]  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     from bench.harness import table
     from tests.fixtures.s3 import start_seaweed
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(description="darkroom under faults")
     parser.add_argument("--jobs", type=int, default=500)
-    parser.add_argument("--only", default=",".join(SCENARIOS))
+    parser.add_argument("--only", default="kill,kill-same-name,redis,s3")
     parser.add_argument("--fsync", choices=["always", "everysec"], default="always")
+    parser.add_argument("--s3-down", type=float, default=3.0)
     args = parser.parse_args(argv)
-    rows = []
+    chosen = scenarios(args)
+    rows: list[list[Any]] = []
     with tempfile.TemporaryDirectory(prefix="darkroom-faults-") as tmp:
         (Path(tmp) / "s3").mkdir()
         s3 = start_seaweed(Path(tmp) / "s3")
@@ -191,27 +218,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             for name in args.only.split(","):
                 rig = make_rig(s3, Path(tmp) / name, args.jobs, fsync=args.fsync)
                 try:
-                    rows.append(_row(SCENARIOS[name](rig)))
+                    rows.append(row(chosen[name](rig)))
                 finally:
-                    rig.close()
-                    if not s3.running:
-                        s3.start()
-                    remove_versioned_bucket(s3.client(), rig.bucket)
+                    dismantle(rig)
+                print(table(rows[-1:], HEADER).splitlines()[-1], flush=True)
         finally:
             s3.stop()
-    header = ["scenario", "jobs", "succeeded", "canceled", "lost", "duplicates", "writes",
-              "attempts", "down s", "recovery s"]  # fmt: skip
-    print(table(rows, header))
-
-
-def _row(report: FaultReport) -> list[object]:
-    t = report.tally
-    recovery = "-" if report.recovery_s is None else f"{report.recovery_s:.1f}"
-    attempts = " ".join(f"{n}x{count}" for n, count in t.attempts.items())
-    return [
-        report.scenario, t.jobs, t.succeeded, t.states.get("canceled", 0), len(t.lost),
-        len(t.duplicates), t.writes, attempts, f"{report.down_s:.1f}", recovery,
-    ]  # fmt: skip
+    print()
+    print(table(rows, HEADER))
 
 
 if __name__ == "__main__":

@@ -81,8 +81,9 @@ class IdentityPortraitParams(GenerativeParams):
     )
 
 
-# SDXL UNet + IdentityNet + adapter + text encoders resident, activations at ~1 MP.
-IDENTITY_NEEDS = Needs(cpu=False, vram_gb={"fp16": 14, "bf16": 14, "fp8": 10})
+# SDXL UNet + IdentityNet + adapter + text encoders resident, activations at ~1 MP. The
+# UNet stays 16-bit: the face adapter cannot be loaded into a quantized one.
+IDENTITY_NEEDS = Needs(cpu=False, vram_gb={"fp16": 14, "bf16": 14})
 
 register(
     OpSpec(

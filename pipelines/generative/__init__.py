@@ -10,8 +10,10 @@ resident cache (`ctx.models.get(params.model, ctx.lane)`) for the loaded pipelin
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from PIL import Image
@@ -40,6 +42,20 @@ PIPELINES: dict[str, type[EditPipeline]] = {
     )
 }
 
+# Pipeline classes of other families, by the module that defines them: they build on
+# this package, so they are imported when a model of theirs first loads, not here.
+FAMILY_PIPELINES: dict[str, tuple[str, str]] = {
+    "StableDiffusionXLInstantIDPipeline": ("pipelines.identity.portrait", "IdentityPortrait"),
+}
+
+
+def pipeline_class(name: str) -> type[EditPipeline]:
+    """The class that loads and runs models whose manifest names `name`."""
+    if name in FAMILY_PIPELINES:
+        module, attribute = FAMILY_PIPELINES[name]
+        return cast(type[EditPipeline], getattr(importlib.import_module(module), attribute))
+    return PIPELINES[name]
+
 
 def load_model(
     local: LocalModel,
@@ -50,11 +66,12 @@ def load_model(
     """Load one variant of a published edit model with the class its manifest names."""
     name = local.manifest.pipeline_class
     try:
-        cls = PIPELINES[name]
+        cls = pipeline_class(name)
     except KeyError:
+        known = sorted([*PIPELINES, *FAMILY_PIPELINES])
         raise ModelUnavailable(
             f"model {local.manifest.ref} is a {name}, which no generative op runs; "
-            f"known: {', '.join(sorted(PIPELINES))}"
+            f"known: {', '.join(known)}"
         ) from None
     return cls.from_local(local, variant, device, components)
 
@@ -92,4 +109,12 @@ OPS: dict[str, Op] = {
     )
 }
 
-__all__ = ["OPS", "PIPELINES", "EditPipeline", "GenerativeOp", "load_model"]
+__all__ = [
+    "FAMILY_PIPELINES",
+    "OPS",
+    "PIPELINES",
+    "EditPipeline",
+    "GenerativeOp",
+    "load_model",
+    "pipeline_class",
+]

@@ -29,6 +29,7 @@ from diffusers import (
 
 from model_store import Manifest, ModelStore, VariantSpec
 from pipelines.generative import tiny_parts as parts
+from pipelines.identity import tiny as identity
 
 TINY_VERSION = "tiny"
 ALIAS = "stable"
@@ -132,13 +133,24 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "ip2p": ip2p,
     "sd-inpaint": sd_inpaint,
     "flux-fill": flux_fill,
+    "taesdxl": identity.taesdxl,
+    "arcface-antelopev2": identity.arcface,
+    "instantid-sdxl": identity.instantid_sdxl,
 }
 TINY_DECODERS: dict[str, str] = {
     "kontext": "taef1",
     "flux-fill": "taef1",
     "ip2p": "taesd",
     "sd-inpaint": "taesd",
+    "instantid-sdxl": "taesdxl",
 }
+TINY_COMPONENTS: dict[str, dict[str, str]] = {
+    "instantid-sdxl": {"face_encoder": f"arcface-antelopev2@{TINY_VERSION}"},
+}
+"""Further components a model links, besides its preview decoder."""
+TINY_QUANTIZE: dict[str, list[str]] = {"instantid-sdxl": ["controlnet"]}
+"""What a model's int8 variant quantizes where not its denoiser (a UNet with the face
+adapter cannot be quantized)."""
 
 
 def make_tiny(out_dir: Path) -> dict[str, Path]:
@@ -152,13 +164,14 @@ def make_tiny(out_dir: Path) -> dict[str, Path]:
     return built
 
 
-def tiny_variants(store: ModelStore) -> list[VariantSpec]:
+def tiny_variants(store: ModelStore, quantize: list[str] | None = None) -> list[VariantSpec]:
     """fp32 on every tier (a CPU machine plays any tier in tests), and an int8
-    weight-only variant to pick by name."""
+    weight-only variant to pick by name (of the denoiser, or of `quantize`)."""
     tiers = [t.name for t in store.tiers]
+    options: dict[str, Any] = {"quantize": quantize} if quantize else {}
     return [
         VariantSpec(name="fp32", kind="fp32", tiers=tiers),
-        VariantSpec(name="int8", kind="int8_weight_only", tiers=tiers),
+        VariantSpec(name="int8", kind="int8_weight_only", tiers=tiers, options=options),
     ]
 
 
@@ -167,12 +180,13 @@ def publish_tiny(store: ModelStore, out_dir: Path) -> dict[str, Manifest]:
     published: dict[str, Manifest] = {}
     for name in BUILDERS:
         decoder = TINY_DECODERS.get(name)
-        components = {"tiny_decoder": f"{decoder}@{TINY_VERSION}"} if decoder else None
+        components = {"tiny_decoder": f"{decoder}@{TINY_VERSION}"} if decoder else {}
+        components.update(TINY_COMPONENTS.get(name, {}))
         manifest = store.publish(
             out_dir / name,
             name,
             TINY_VERSION,
-            variants=tiny_variants(store),
+            variants=tiny_variants(store, TINY_QUANTIZE.get(name)),
             components=components,
         )
         store.promote(manifest.ref, ALIAS)

@@ -16,8 +16,10 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from diffusers import StableDiffusionXLControlNetPipeline
 from diffusers.models.embeddings import MultiIPAdapterImageProjection
+from diffusers.pipelines.controlnet.pipeline_controlnet_sd_xl import (
+    StableDiffusionXLControlNetPipeline,
+)
 from diffusers.pipelines.stable_diffusion_xl.pipeline_output import (
     StableDiffusionXLPipelineOutput,
 )
@@ -36,6 +38,13 @@ class StableDiffusionXLInstantIDPipeline(StableDiffusionXLControlNetPipeline):
         if not isinstance(projection, MultiIPAdapterImageProjection):
             raise ValueError("no face adapter loaded: call load_ip_adapter(...) first")
         return projection
+
+    def face_embedding_dim(self) -> int:
+        """The embedding size the adapter's Resampler takes (512 for ArcFace)."""
+        proj_in = self.face_projection().image_projection_layers[0].proj_in
+        if not isinstance(proj_in, torch.nn.Linear):
+            raise ValueError("the face adapter is not a Resampler (IP-Adapter Plus) adapter")
+        return int(proj_in.in_features)
 
     def face_embeds(self, face_embedding: torch.Tensor, guided: bool) -> torch.Tensor:
         """(batch, 1 image, 1 token, dim) embeddings; the unconditional half is zeros,
@@ -71,12 +80,9 @@ class StableDiffusionXLInstantIDPipeline(StableDiffusionXLControlNetPipeline):
         multiple = self.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
         if height % multiple or width % multiple:
             raise ValueError(f"height and width must be multiples of {multiple}")
-        resampler = self.face_projection().image_projection_layers[0]
-        if face_embedding.numel() != resampler.proj_in.in_features:
-            raise ValueError(
-                f"face embedding has {face_embedding.numel()} values; the adapter takes "
-                f"{resampler.proj_in.in_features}"
-            )
+        dim = self.face_embedding_dim()
+        if face_embedding.numel() != dim:
+            raise ValueError(f"face embedding has {face_embedding.numel()} values, not {dim}")
         self._guidance_scale = guidance_scale
         self._clip_skip = None
         self._cross_attention_kwargs = None

@@ -71,4 +71,4 @@ def _draw_limb(
     length = float(np.hypot(*(a - b)))
     angle = math.degrees(math.atan2(a[1] - b[1], a[0] - b[0]))
     polygon = cv2.ellipse2Poly(centre, (int(length / 2), width), int(angle), 0, 360, 1)
-    cv2.fillConvexPoly(canvas, polygon, color)
+    cv2.fillConvexPoly(canvas, np.asarray(polygon, dtype=np.int32), color)

@@ -20,8 +20,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffusers import ControlNetModel, EulerDiscreteScheduler, UNet2DConditionModel
+from diffusers import EulerDiscreteScheduler
+from diffusers.models.controlnets.controlnet import ControlNetModel
 from diffusers.models.embeddings import IPAdapterPlusImageProjection
+from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
@@ -108,7 +110,8 @@ def sdxl_vae() -> Any:
     return parts.kl_vae(parts.SD_LATENT_CHANNELS, scaling_factor=SDXL_SCALING)
 
 
-def sdxl_scheduler() -> EulerDiscreteScheduler:
+def sdxl_scheduler() -> Any:
+    # Any: diffusers annotates a pipeline's scheduler with an Enum of scheduler names.
     return EulerDiscreteScheduler(
         beta_start=0.00085,
         beta_end=0.012,
@@ -165,8 +168,9 @@ def ip_attention_state(unet: UNet2DConditionModel) -> dict[str, torch.Tensor]:
     state: dict[str, torch.Tensor] = {}
     cross = [name for name in unet.attn_processors if name.endswith("attn2.processor")]
     for number, name in enumerate(cross):
-        attention = unet.get_submodule(name.removesuffix(".processor"))
-        shape = (attention.to_k.out_features, CROSS_DIM)
+        to_k = unet.get_submodule(name.removesuffix(".processor")).to_k
+        assert isinstance(to_k, torch.nn.Linear)
+        shape = (to_k.out_features, CROSS_DIM)
         for kind in ("to_k_ip", "to_v_ip"):
             weight = torch.randn(shape, generator=generator) * 0.1
             state[f"{2 * number + 1}.{kind}.weight"] = weight
@@ -248,8 +252,9 @@ def arcface() -> TinyArcFace:
     dense = rng.normal(0, 0.05, (EMBEDDING_DIM, channels * grid * grid)).astype(np.float32)
     graph = helper.make_graph(
         [
-            helper.make_node("Conv", ["input.1", "conv_w"], ["c"], kernel_shape=[16, 16],
-                             strides=[16, 16]),  # fmt: skip
+            helper.make_node(
+                "Conv", ["input.1", "conv_w"], ["c"], kernel_shape=[16, 16], strides=[16, 16]
+            ),
             helper.make_node("Relu", ["c"], ["r"]),
             helper.make_node("Flatten", ["r"], ["f"], axis=1),
             helper.make_node("Gemm", ["f", "dense_w"], ["embedding"], transB=1),

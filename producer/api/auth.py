@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
@@ -18,7 +18,6 @@ _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="or X-API
 
 
 async def principal(
-    request: Request,
     ctx: Annotated[ApiContext, Depends(api_context)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header: Annotated[str | None, Depends(_header)],
@@ -31,9 +30,7 @@ async def principal(
             "no API key: send `Authorization: Bearer <key>`",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    key = await run_in_threadpool(_admit, ctx, presented)
-    request.state.api_key = key
-    return key
+    return await run_in_threadpool(_admit, ctx, presented)
 
 
 def _admit(ctx: ApiContext, presented: str) -> ApiKey:

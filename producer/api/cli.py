@@ -40,6 +40,13 @@ def webhook_deliverer(settings: Settings, redis: Redis, keys: Keys) -> Callable[
     "--public-url", default=None, help="base URL of /v1/outputs links [default: request's]"
 )
 @click.option("--preview-wait", type=click.FloatRange(0, 600), default=10.0, show_default=True)
+@click.option(
+    "--stream-max",
+    type=click.FloatRange(0.1),
+    default=3600.0,
+    show_default=True,
+    help="seconds an event stream stays open",
+)
 @click.option("--webhooks/--no-webhooks", default=True, show_default=True, help="deliver webhooks")
 @click.option("--log-level", default="info", show_default=True)
 def api(
@@ -47,6 +54,7 @@ def api(
     port: int,
     public_url: str | None,
     preview_wait: float,
+    stream_max: float,
     webhooks: bool,
     log_level: str,
 ) -> None:
@@ -61,7 +69,9 @@ def api(
         settings = load_settings()
     except DarkroomError as exc:
         raise click.ClickException(str(exc)) from None
-    options = ApiOptions(public_url=public_url, preview_wait_s=preview_wait)
+    options = ApiOptions(
+        public_url=public_url, preview_wait_s=preview_wait, stream_max_s=stream_max
+    )
     services = [webhook_deliverer] if webhooks else []
     app = create_app(settings, options, services=services)
     click.echo(f"darkroom api on http://{host}:{port} (OpenAPI: /openapi.json)", err=True)

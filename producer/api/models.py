@@ -59,6 +59,19 @@ class JobOptions(_Strict):
 class JobRequest(JobOptions):
     """A job in JSON: the image by reference (`input`) or inline (`image_base64`)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "input": "https://images.example.com/portrait.jpg",
+                    "ops": [{"op": "auto_levels"}, {"op": "sharpen", "params": {"amount": 0.8}}],
+                    "mode": "preview",
+                    "output": {"format": "webp", "quality": 85},
+                }
+            ]
+        }
+    )
+
     input: str | None = Field(
         None, min_length=1, max_length=4096, description="https:// URL or s3:// object"
     )
@@ -80,6 +93,21 @@ class BatchInput(_Strict):
 
 
 class BatchRequest(JobOptions):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "inputs": [
+                        "https://images.example.com/scan-001.jpg",
+                        {"input": "https://images.example.com/scan-002.jpg"},
+                    ],
+                    "recipe": {"name": "restore", "steps": [{"op": "restore_faded_color"}]},
+                    "priority": 7,
+                }
+            ]
+        }
+    )
+
     inputs: list[str | BatchInput] = Field(min_length=1, max_length=MAX_BATCH_INPUTS)
 
     def uris(self) -> list[str]:
@@ -88,6 +116,19 @@ class BatchRequest(JobOptions):
 
 class EditRequest(_Strict):
     """The compatibility route's body."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "image_url": "https://images.example.com/portrait.jpg",
+                    "instructions": "remove background and smooth skin, then sharpen",
+                    "size": "1024x1024",
+                }
+            ]
+        },
+    )
 
     image_url: str = Field(min_length=1, max_length=4096)
     instructions: str = Field(min_length=1, max_length=1000)

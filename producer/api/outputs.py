@@ -9,7 +9,6 @@ this API's `GET /v1/outputs/<key>`, which serves only the caller's own tenant.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from urllib.parse import quote
 
 from jobs.errors import InputInvalid, JobError
 from jobs.schema import OutputSpec
-from producer.api.models import InlineImage, OutputView
+from producer.api.models import OutputView
 from producer.sources import destination_uri
 from storage import LocalStorage, open_location, read_uri
 from storage.images import CONTENT_TYPES, decode_image, encode_image
@@ -90,13 +89,6 @@ class Outputs:
         data = LocalStorage(Path(self.local_root)).get(key, max_bytes=None)
         ext = key.rsplit(".", 1)[-1].lower()
         return data, MEDIA_TYPES.get(ext, "application/octet-stream")
-
-    def inline(self, output_uri: str, limit: int) -> InlineImage | None:
-        """The result as WebP bytes for an inline answer, or None if it is too big."""
-        data = read_webp(output_uri, self.settings, limit)
-        if data is None:
-            return None
-        return InlineImage(data=base64.b64encode(data).decode(), bytes=len(data))
 
 
 def read_webp(output_uri: str, settings: Settings, limit: int) -> bytes | None:

@@ -8,6 +8,8 @@ the JSON view carries them base64-encoded in `inline`. A result larger than
 
 from __future__ import annotations
 
+import base64
+
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
@@ -52,8 +54,6 @@ async def answer(
             headers["X-Darkroom-Job"] = job_id
             return Response(webp, media_type="image/webp", headers=headers)
         if webp is not None:
-            import base64
-
             view.inline = InlineImage(data=base64.b64encode(webp).decode(), bytes=len(webp))
     status = 200 if replay or (wait.seconds > 0 and finished) else 202
     return JSONResponse(view.model_dump(mode="json", exclude_none=True), status, headers)

@@ -38,7 +38,18 @@ router = APIRouter(prefix="/v1/batches", tags=["batches"])
 PAGE_MAX = 500
 
 
-@router.post("", status_code=202, response_model=BatchView, responses=ERRORS)
+BATCH_LINKS = {
+    "GetBatch": {"operationId": "getBatch", "parameters": {"batch_id": "$response.body#/id"}}
+}
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=BatchView,
+    operation_id="createBatch",
+    responses={202: {"description": "queued", "links": BATCH_LINKS}, **ERRORS},
+)
 def create_batch(
     body: BatchRequest,
     request: Request,
@@ -79,7 +90,11 @@ def _create(
 
 
 @router.get(
-    "/{batch_id}", response_model=BatchView, response_model_exclude_none=True, responses=ERRORS
+    "/{batch_id}",
+    response_model=BatchView,
+    response_model_exclude_none=True,
+    operation_id="getBatch",
+    responses=ERRORS,
 )
 def get_batch(
     batch_id: str,

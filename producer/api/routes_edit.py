@@ -19,7 +19,13 @@ from producer.api.errors import ApiError
 from producer.api.models import EditRequest, JobOptions, JobView
 from producer.api.replies import answer
 from producer.api.requests import Wait, wait_of
-from producer.api.routes_jobs import ERRORS, IdempotencyHeader, PreferHeader, WaitQuery
+from producer.api.routes_jobs import (
+    ERRORS,
+    JOB_LINKS,
+    IdempotencyHeader,
+    PreferHeader,
+    WaitQuery,
+)
 from producer.api.submit import create_one
 from producer.edit_phrases import UnknownInstruction, recipe_for, understood
 from producer.keys import ApiKey
@@ -31,7 +37,12 @@ router = APIRouter(tags=["compatibility"])
     "/edit",
     status_code=202,
     response_model=JobView,
-    responses={200: {"model": JobView, "content": {"image/webp": {}}}, **ERRORS},
+    operation_id="edit",
+    responses={
+        200: {"model": JobView, "content": {"image/webp": {}}, "links": JOB_LINKS},
+        202: {"description": "queued", "links": JOB_LINKS},
+        **ERRORS,
+    },
 )
 async def edit(
     body: EditRequest,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -25,8 +25,14 @@ from producer.keys import ApiKey
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 413, 415, 422, 429, 503)
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
+}
+# OpenAPI links: what a created job's id can be used for next (clients and schemathesis).
+JOB_LINKS = {
+    "GetJob": {"operationId": "getJob", "parameters": {"job_id": "$response.body#/id"}},
+    "CancelJob": {"operationId": "cancelJob", "parameters": {"job_id": "$response.body#/id"}},
+    "JobEvents": {"operationId": "jobEvents", "parameters": {"job_id": "$response.body#/id"}},
 }
 WaitQuery = Annotated[
     str | None,
@@ -47,8 +53,15 @@ IdempotencyHeader = Annotated[
     "",
     status_code=202,
     response_model=JobView,
+    operation_id="createJob",
     responses={
-        200: {"model": JobView, "content": {"image/webp": {}}, "description": "finished"},
+        200: {
+            "model": JobView,
+            "content": {"image/webp": {}},
+            "description": "finished",
+            "links": JOB_LINKS,
+        },
+        202: {"description": "queued", "links": JOB_LINKS},
         **ERRORS,
     },
     openapi_extra={"requestBody": JOB_REQUEST_BODY},
@@ -87,13 +100,21 @@ def _create(
     )
 
 
-@router.get("/{job_id}", response_model=JobView, response_model_exclude_none=True, responses=ERRORS)
+@router.get(
+    "/{job_id}",
+    response_model=JobView,
+    response_model_exclude_none=True,
+    operation_id="getJob",
+    responses=ERRORS,
+)
 def get_job(job_id: str, request: Request, ctx: Context, key: Caller) -> JobView:
     """A job's state, progress, timings, error and output link."""
     return job_view(ctx, load(ctx, key, job_id), ctx.base_url(request))
 
 
-@router.delete("/{job_id}", response_model=JobView, status_code=202, responses=ERRORS)
+@router.delete(
+    "/{job_id}", response_model=JobView, status_code=202, operation_id="cancelJob", responses=ERRORS
+)
 def cancel_job(job_id: str, request: Request, ctx: Context, key: Caller) -> JSONResponse:
     """Cancel: a queued job never starts; a running one stops at its next step."""
     raw = load(ctx, key, job_id)
@@ -112,6 +133,7 @@ def cancel_job(job_id: str, request: Request, ctx: Context, key: Caller) -> JSON
 @router.get(
     "/{job_id}/events",
     response_class=StreamingResponse,
+    operation_id="jobEvents",
     responses={200: {"content": {"text/event-stream": {}}}, **ERRORS},
 )
 async def job_events(job_id: str, request: Request, ctx: Context, key: Caller) -> Response:

@@ -18,6 +18,7 @@ router = APIRouter()
 @router.get(
     "/v1/outputs/{key:path}",
     tags=["outputs"],
+    operation_id="getOutput",
     response_class=Response,
     responses={200: {"content": {"image/webp": {}, "image/png": {}, "image/jpeg": {}}}, **ERRORS},
 )
@@ -32,7 +33,13 @@ def get_output(key: str, ctx: Context, caller: Caller) -> Response:
     return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=300"})
 
 
-@router.get("/healthz", response_model=Health, tags=["health"])
+@router.get(
+    "/healthz",
+    response_model=Health,
+    tags=["health"],
+    operation_id="health",
+    responses={503: {"model": Health, "description": "Redis unreachable"}},
+)
 async def healthz(ctx: Context) -> JSONResponse:
     """Whether this API process can reach Redis."""
     try:

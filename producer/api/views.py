@@ -29,7 +29,8 @@ STAMPS = ("created_at", "queued_at", "running_at", "retrying_at", "succeeded_at"
 def owned(raw: Raw, key: ApiKey, job_id: str) -> Raw:
     """`raw` if it is the caller's tenant's job; a 404 otherwise (never a 403: another
     tenant's job ids are not confirmed to exist)."""
-    if not raw or raw.get(b"tenant", b"").decode() != key.tenant:
+    # No state yet: the owner fields are written just before the job is queued.
+    if b"state" not in raw or raw.get(b"tenant", b"").decode() != key.tenant:
         raise ApiError(404, f"no job {job_id}", code="job_not_found")
     return raw
 

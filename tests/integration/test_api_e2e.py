@@ -13,7 +13,6 @@ import json
 import statistics
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -205,5 +204,3 @@ def test_preview_latency_in_one_call(stack: ApiServer, record_property: Any) -> 
     record_property("preview_p95_ms", round(p95 * 1000, 1))
     print(f"\nwait=preview over 100 requests: p50 {p50 * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms")
     assert p95 < 1.0, f"p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms"
-
-

@@ -93,8 +93,16 @@ def start_api(redis_url: str, tmp: Path, *args: str, **env: str) -> ApiServer:
     full_env = api_env(redis_url, tmp, **env)
     log = tmp / f"api-{port}.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "producer.api.cli", "--port", str(port), "--log-level", "warning"]
-        + list(args),
+        [
+            sys.executable,
+            "-m",
+            "producer.api.cli",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            *args,
+        ],
         cwd=ROOT,
         env={**os.environ, **full_env},
         stdout=log.open("wb"),

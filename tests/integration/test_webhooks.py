@@ -99,15 +99,15 @@ def receiver() -> Iterator[Receiver]:
 
 
 def _settings(redis_url: str, tmp: Path, allow_private: bool = True) -> Settings:
-    return Settings(
-        redis_url=redis_url, output=str(tmp / "out"), fetch_allow_private=allow_private
-    )
+    return Settings(redis_url=redis_url, output=str(tmp / "out"), fetch_allow_private=allow_private)
 
 
 def _finished_job(client: redis.Redis, url: str, secret_of: str | None = None) -> Job:
     """A job recorded as succeeded with `url` as its webhook, announced as a worker does."""
     store = JobStore(client)
-    job = Job(input="https://example.com/a.jpg", recipe=Recipe(steps=[Step(op="sharpen")]), webhook=url)
+    job = Job(
+        input="https://example.com/a.jpg", recipe=Recipe(steps=[Step(op="sharpen")]), webhook=url
+    )
     store.enqueue([Submission(job, "cpu.final")])
     if secret_of is not None:
         client.hset(Keys().job(job.id), "api_key", secret_of)
@@ -178,9 +178,7 @@ def test_a_receiver_that_keeps_failing_exhausts_the_attempts(
     assert redis_client.hlen(Keys().webhook_deliveries()) == 0
 
 
-def test_redirects_are_not_followed(
-    redis_client: redis.Redis, tmp_path: Path
-) -> None:
+def test_redirects_are_not_followed(redis_client: redis.Redis, tmp_path: Path) -> None:
     target = Receiver().start()
     receiver = Receiver(statuses=[302], redirect_to=target.url).start()
     try:

@@ -1,62 +1,37 @@
-"""Job webhooks: queued durably in Redis, signed, retried with backoff, never redirected.
+"""The deliverer: claims due deliveries, sends them, records and settles each attempt.
 
-When a job reaches a terminal state the worker calls `job_finished`: it publishes
-`<job id> <state>` on `Keys.job_events()` (what the API's waiters and event streams
-wake on) and, if the job names a webhook, queues a delivery:
-
-- `Keys.webhook_deliveries()` hash: delivery id -> `{"id", "job", "event", "attempt"}`;
-- `Keys.webhook_due()` ZSET: delivery id -> when it is due. A deliverer claims a due
-  delivery by pushing its score to a lease deadline, so one that dies mid-send leaves
-  it to come due again (at-least-once: receivers dedupe on `Darkroom-Delivery`);
-- `Keys.webhook_wake()` list: one item wakes an idle deliverer at once.
-
-A `Deliverer` (`darkroom webhooks serve`, or a thread in the API process) POSTs the
-payload as JSON with `Darkroom-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of
-"<t>.<body>" under the API key's webhook secret>`. 2xx is delivered; 408, 429, 5xx,
-timeouts and connection errors are retried with exponential backoff; anything else
-(a redirect included: they are never followed) fails the delivery. Addresses are vetted
-as `storage.fetch` vets inputs: only public ones, unless `settings.fetch_allow_private`
-(tests), which also allows plain http. Each attempt is recorded on the job's hash as
-the `webhook` JSON field.
+A delivery is claimed by pushing its score in `Keys.webhook_due()` to a lease
+deadline (one Lua script, so two deliverers never take the same one); if its
+deliverer dies, the lease runs out and it comes due again. 2xx settles it; 408, 429,
+5xx, timeouts and connection errors reschedule it with exponential backoff until
+`max_attempts`; anything else (a redirect included) fails it. Each attempt is written
+to the job's hash as the `webhook` JSON field.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import http.client
 import json
 import logging
 import random
-import signal
-import socket
-import ssl
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
-
-import click
 
 from jobs.errors import InputInvalid, JobError
 from jobs.keys import Keys
-from jobs.states import JobState
-from storage.fetch import PinnedHTTPSConnection, Target, parse_target, vetted_addresses
+from workers.webhooks.sending import post
+from workers.webhooks.signing import SIGNATURE_HEADER, sign
 
 if TYPE_CHECKING:
     from redis import Redis
-    from redis.client import Pipeline
 
-    from jobs.schema import Job
     from jobs.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "Darkroom-Signature"
 WEBHOOK_SECRET_FIELD = "webhook_secret"  # on the API key's hash (producer.keys writes it)
-RESPONSE_READ_CAP = 64 * 1024
 RETRY_STATUSES = frozenset({408, 429})
 
 _CLAIM = """
@@ -76,112 +51,6 @@ return {due[1], data, ''}
 _SET_IF_EXISTS = """
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
 """
-
-
-# -- queueing (the worker side, and the API for jobs it cancels itself) -----------------
-
-
-def enqueue(client: Redis | Pipeline, keys: Keys, job_id: str, event: str) -> str:
-    """Queue one delivery of `event` for `job_id`; returns the delivery id."""
-    delivery_id = uuid.uuid4().hex
-    delivery = {"id": delivery_id, "job": job_id, "event": event, "attempt": 0}
-    client.hset(keys.webhook_deliveries(), delivery_id, json.dumps(delivery))
-    client.zadd(keys.webhook_due(), {delivery_id: time.time()})
-    client.lpush(keys.webhook_wake(), "1")
-    client.ltrim(keys.webhook_wake(), 0, 0)
-    return delivery_id
-
-
-def job_finished(redis: Redis, keys: Keys, job: Job, state: JobState) -> None:
-    """Announce a terminal state and queue the job's webhook. Logs, never raises: the
-    job's state is already recorded, and a lost notice must not fail it."""
-    try:
-        pipe = redis.pipeline(transaction=True)
-        if job.webhook:
-            enqueue(pipe, keys, job.id, f"job.{state.value}")
-        pipe.publish(keys.job_events(), f"{job.id} {state.value}")
-        pipe.execute()
-    except Exception:
-        log.exception("job %s: could not announce %s or queue its webhook", job.id, state)
-
-
-# -- signing ---------------------------------------------------------------------------
-
-
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """The `Darkroom-Signature` header value for `body` sent at `timestamp`."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"t={timestamp},v1={mac.hexdigest()}"
-
-
-def verify(
-    secret: str, header: str, body: bytes, tolerance_s: float = 300, now: float | None = None
-) -> bool:
-    """Whether `header` signs `body` under `secret`, sent within `tolerance_s` of now."""
-    fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
-    try:
-        timestamp = int(fields["t"])
-    except (KeyError, ValueError):
-        return False
-    if abs((now or time.time()) - timestamp) > tolerance_s:
-        return False
-    expected = sign(secret, timestamp, body).split("v1=", 1)[1]
-    return hmac.compare_digest(expected, fields.get("v1", ""))
-
-
-# -- sending ---------------------------------------------------------------------------
-
-
-class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """Plain http to a vetted address (only with `fetch_allow_private`: tests, dev)."""
-
-    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout)
-        self.address = address
-
-    def connect(self) -> None:
-        self.sock = socket.create_connection((self.address, self.port), timeout=self.timeout)
-
-    def release(self) -> None:
-        self.close()
-
-
-def webhook_target(url: str, settings: Settings) -> Target:
-    """The URL split for sending; refuses what `storage.fetch` refuses (plain http too,
-    unless private addresses are allowed)."""
-    parts = urlsplit(url)
-    if parts.scheme == "http" and settings.fetch_allow_private and parts.hostname:
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        return Target(url=url, host=parts.hostname, port=parts.port or 80, path=path)
-    return parse_target(url)
-
-
-def post(url: str, body: bytes, headers: dict[str, str], settings: Settings, timeout: float) -> int:
-    """POST `body` to `url` from a vetted address; the response status. Raises
-    `InputInvalid` (refused URL), `OSError` / `HTTPException` (network)."""
-    target = webhook_target(url, settings)
-    addresses = vetted_addresses(target, settings)
-    deadline = time.monotonic() + timeout
-    failure: Exception = ConnectionError(f"no address of {target.host} answered")
-    for address in addresses:
-        if target.url.startswith("https"):
-            context = ssl.create_default_context()
-            conn: Any = PinnedHTTPSConnection(target.host, target.port, address, context, deadline)
-        else:
-            conn = _PinnedHTTPConnection(target.host, target.port, address, timeout)
-        try:
-            conn.request("POST", target.path, body=body, headers=headers)
-            response = conn.getresponse()
-            response.read(RESPONSE_READ_CAP)
-            return int(response.status)
-        except (OSError, http.client.HTTPException) as exc:
-            failure = exc
-        finally:
-            conn.release()
-    raise failure
-
-
-# -- delivering ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -371,43 +240,3 @@ def start_thread(settings: Settings, redis: Redis, keys: Keys) -> tuple[threadin
     thread = threading.Thread(target=deliverer.run, args=(stop,), name="webhooks", daemon=True)
     thread.start()
     return thread, stop
-
-
-# -- `darkroom webhooks` ---------------------------------------------------------------
-
-
-@click.group()
-def webhooks() -> None:
-    """Deliver job webhooks."""
-
-
-@webhooks.command()
-@click.option("--max-seconds", type=click.FloatRange(min=0), help="stop after S seconds")
-@click.option("--drain", is_flag=True, help="stop once no delivery is queued")
-def serve(max_seconds: float | None, drain: bool) -> None:
-    """Send due webhook deliveries until stopped (SIGTERM / Ctrl-C)."""
-    from jobs.broker import connect
-    from jobs.settings import load_settings
-
-    settings = load_settings()
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    deliverer = Deliverer(settings, connect(settings), Keys(settings.key_prefix))
-    click.echo("darkroom webhooks: delivering", err=True)
-    attempts = deliverer.run(stop, max_s=max_seconds, drain=drain)
-    click.echo(f"darkroom webhooks: stopped after {attempts} attempts", err=True)
-
-
-@webhooks.command()
-def pending() -> None:
-    """How many deliveries are queued, and when the next is due."""
-    from jobs.broker import connect
-    from jobs.settings import load_settings
-
-    settings = load_settings()
-    redis, keys = connect(settings), Keys(settings.key_prefix)
-    count = redis.zcard(keys.webhook_due())
-    first = redis.zrange(keys.webhook_due(), 0, 0, withscores=True)
-    when = f", next due in {max(0.0, float(first[0][1]) - time.time()):.1f} s" if first else ""
-    click.echo(f"{count} deliveries pending{when}")
