@@ -18,6 +18,7 @@ CPU = {
     "ops": "classic op latency at 1 MP",
     "portrait": "face analysis, skin_smooth, remove_background, portrait_retouch",
     "models": "cold load vs warm call; resident cache under a mixed stream",
+    "identity": "identity_portrait per stage at tiny size",
     "autoscale_sim": "autoscaler vs static pools on a synthetic day",
     "faults": "SIGKILL, Redis restart and S3 outage under load",
 }

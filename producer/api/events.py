@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SAFETY_RECHECK_S = 1.0
+KEEPALIVE_S = 15.0  # proxies drop idle streams; an SSE comment line keeps them open
 
 
 class JobEvents:
@@ -129,19 +130,22 @@ async def changes(
     *,
     poll_s: float,
     max_s: float,
-) -> AsyncIterator[dict[Any, Any]]:
+    keepalive_s: float = KEEPALIVE_S,
+) -> AsyncIterator[dict[Any, Any] | None]:
     """The job's hash each time its state or progress changes, ending when it finishes
-    (or after `max_s`). Progress is read every `poll_s`; a finish wakes it at once."""
+    (or after `max_s`); None after `keepalive_s` without a change, so the stream can
+    show it is alive. Progress is read every `poll_s`; a finish wakes it at once."""
     deadline = time.monotonic() + max_s
     last: tuple[Any, Any] | None = None
+    last_sent = time.monotonic()
     with events.watch(job_id) as woken:
         while time.monotonic() < deadline:
             woken.clear()
             raw: dict[Any, Any] = await redis.hgetall(key)
             seen = (raw.get(b"state"), raw.get(b"progress"))
-            if seen != last:
-                last = seen
-                yield raw
+            if seen != last or time.monotonic() - last_sent >= keepalive_s:
+                yield raw if seen != last else None
+                last, last_sent = seen, time.monotonic()
             if not raw or is_terminal(raw):
                 return
             with contextlib.suppress(TimeoutError):

@@ -146,6 +146,9 @@ async def job_events(job_id: str, request: Request, ctx: Context, key: Caller) -
         job_key = ctx.keys.job(job_id)
         poll, most = ctx.options.progress_poll_s, ctx.options.stream_max_s
         async for raw in changes(ctx.events, ctx.aredis, job_key, job_id, poll_s=poll, max_s=most):
+            if raw is None:
+                yield ": keep-alive\n\n"
+                continue
             if not raw:
                 yield 'event: gone\ndata: {"message": "the job expired"}\n\n'
                 return

@@ -52,7 +52,7 @@ def test_the_command_builds_the_same_bytes_and_publishes_them(
         make_tiny_command, ["--out", str(tmp_path / "again"), "--publish"]
     )
     assert result.exit_code == 0, result.output
-    assert "built 8 models" in result.output
+    assert f"built {len(BUILDERS)} models" in result.output
     assert "published kontext@tiny (stable)" in result.output
     # Publishing into the store that already has them is a no-op only if every byte
     # matches: the fixed seeds make the build reproducible.
