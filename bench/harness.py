@@ -59,7 +59,12 @@ class Lab:
         }
 
     def worker(
-        self, lane: str, concurrency: int = 1, name: str | None = None, tier: str = "cpu"
+        self,
+        lane: str,
+        concurrency: int = 1,
+        name: str | None = None,
+        tier: str = "cpu",
+        **env: str,
     ) -> subprocess.Popen[bytes]:
         name = name or f"bench-{lane}-{len(self.procs)}"
         log = (self.tmp / f"{name}.log").open("wb")
@@ -81,7 +86,7 @@ class Lab:
                 "warning",
             ],
             cwd=ROOT,
-            env=self.env(),
+            env=self.env(**env),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

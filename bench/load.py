@@ -13,7 +13,7 @@ finals `POST /v1/jobs` (202). It prints:
   finals alike), against the offered final rate.
 
 `python -m bench.load [--duration 60] [--preview-users 4 --preview-rate 1]
-[--final-users 2 --final-rate 1] [--backlog 300]`.
+[--final-users 2 --final-rate 1] [--backlog 1000]`.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def api_command(port: int) -> list[str]:
     flags = ["--host", "127.0.0.1", "--port", str(port), "--no-webhooks", "--log-level", "warning"]
     if "api" in COMMANDS:
         return [sys.executable, "-m", "darkroom", "api", *flags]
-    return [sys.executable, "-m", "producer.api.cli", *flags]
+    return [sys.executable, "-m", "darkroom.api", *flags]
 
 
 @contextmanager
@@ -243,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--preview-rate", type=float, default=1.0, help="req/s per user")
     parser.add_argument("--final-users", type=int, default=2)
     parser.add_argument("--final-rate", type=float, default=1.0, help="req/s per user")
-    parser.add_argument("--backlog", type=int, default=300, help="final jobs queued first")
+    parser.add_argument("--backlog", type=int, default=1000, help="final jobs queued first")
     args = parser.parse_args(argv)
     load = Load(
         duration_s=args.duration,

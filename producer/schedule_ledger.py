@@ -10,8 +10,6 @@ trace: the next run queues it again into the same batch, hence the same job id, 
 
 from __future__ import annotations
 
-from jobs.keys import Keys
-
 import json
 import os
 import uuid
@@ -20,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from jobs.errors import DarkroomError
+from jobs.keys import Keys
 
 if TYPE_CHECKING:
     from redis import Redis

@@ -172,11 +172,13 @@ def _has_transparency(rgba: Image.Image) -> bool:
     return isinstance(low, int) and low < 255
 
 
-def encode_image(image: Image.Image, spec: OutputSpec) -> bytes:
+def encode_image(image: Image.Image, spec: OutputSpec, *, fast: bool = False) -> bytes:
     """`image` as WebP, JPEG or PNG per `spec`; the same pixels give the same bytes.
 
     JPEG has no alpha: transparent areas are laid onto white. JPEG cannot be lossless;
-    asking for it is an `InputInvalid`, not a silent lossy write.
+    asking for it is an `InputInvalid`, not a silent lossy write. `fast` trades size for
+    time (previews): at 1 MP, WebP method 0 takes 17 ms against 66 ms, PNG level 1 a
+    fraction of level 6's 357 ms.
     """
     if spec.lossless and spec.format == "jpeg":
         raise InputInvalid("JPEG cannot be lossless: ask for webp or png output")
@@ -185,7 +187,7 @@ def encode_image(image: Image.Image, spec: OutputSpec) -> bytes:
         prepared = prepared.copy()
         prepared.info.clear()  # an ICC profile or EXIF left in info would be written out
     buffer = io.BytesIO()
-    prepared.save(buffer, format=PIL_FORMATS[spec.format], **_save_options(spec))
+    prepared.save(buffer, format=PIL_FORMATS[spec.format], **_save_options(spec, fast))
     return buffer.getvalue()
 
 
@@ -199,14 +201,14 @@ def _for_format(image: Image.Image, fmt: str) -> Image.Image:
     return image
 
 
-def _save_options(spec: OutputSpec) -> dict[str, object]:
+def _save_options(spec: OutputSpec, fast: bool) -> dict[str, object]:
     if spec.format == "jpeg":
         # 4:4:4 chroma at high quality: 4:2:0 smears colour edges a retoucher will see.
         return {
             "quality": spec.quality,
-            "optimize": True,
+            "optimize": not fast,
             "subsampling": 0 if spec.quality >= 90 else 2,
         }
     if spec.format == "webp":
-        return {"quality": spec.quality, "lossless": spec.lossless, "method": 4}
-    return {"compress_level": 6}
+        return {"quality": spec.quality, "lossless": spec.lossless, "method": 0 if fast else 4}
+    return {"compress_level": 1 if fast else 6}

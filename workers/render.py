@@ -13,7 +13,7 @@ from typing import Any
 from PIL import Image
 
 from jobs.errors import InputInvalid, JobCanceled, JobError
-from jobs.schema import Job
+from jobs.schema import Job, Lane
 from jobs.settings import Settings
 from pipelines.base import OpContext
 from pipelines.registry import implementation
@@ -119,9 +119,8 @@ def render(job: Job, settings: Settings, hooks: Hooks) -> RenderResult:
     if image.width < 1 or image.height < 1:
         raise InputInvalid("the recipe produced an empty image")
     write_started = time.perf_counter()
-    uri = storage.put(
-        output_key(job, prefix), encode_image(image, job.output), CONTENT_TYPES[job.output.format]
-    )
+    encoded = encode_image(image, job.output, fast=job.mode is Lane.PREVIEW)
+    uri = storage.put(output_key(job, prefix), encoded, CONTENT_TYPES[job.output.format])
     timings["output_s"] = time.perf_counter() - write_started
     timings["total_s"] = time.perf_counter() - started
     return RenderResult(

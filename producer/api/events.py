@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from jobs.keys import Keys
+from jobs.notices import announce_finish
 from jobs.states import JobState
 
 if TYPE_CHECKING:
@@ -158,18 +157,5 @@ def is_terminal(raw: dict[Any, Any]) -> bool:
 
 
 def announce(redis: Redis, keys: Keys, job_id: str, state: JobState, webhook: bool) -> None:
-    """Publish a terminal state the API itself recorded, and queue the job's webhook.
-
-    Mirrors `workers.webhooks.job_finished` / `enqueue` (the producer may not import
-    workers): the delivery JSON and keys must stay the same as there.
-    """
-    pipe = redis.pipeline(transaction=True)
-    if webhook:
-        delivery_id = uuid.uuid4().hex
-        delivery = {"id": delivery_id, "job": job_id, "event": f"job.{state.value}", "attempt": 0}
-        pipe.hset(keys.webhook_deliveries(), delivery_id, json.dumps(delivery))
-        pipe.zadd(keys.webhook_due(), {delivery_id: time.time()})
-        pipe.lpush(keys.webhook_wake(), "1")
-        pipe.ltrim(keys.webhook_wake(), 0, 0)
-    pipe.publish(keys.job_events(), f"{job_id} {state.value}")
-    pipe.execute()
+    """Publish a terminal state the API itself recorded, and queue the job's webhook."""
+    announce_finish(redis, keys, job_id, state, webhook)

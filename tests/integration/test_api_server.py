@@ -88,7 +88,7 @@ def api_env(redis_url: str, tmp: Path, **extra: str) -> dict[str, str]:
 
 
 def start_api(redis_url: str, tmp: Path, *args: str, **env: str) -> ApiServer:
-    """`python -m producer.api.cli` on a free port; returns once /healthz answers."""
+    """`python -m darkroom.api` on a free port; returns once /healthz answers."""
     port = free_port()
     full_env = api_env(redis_url, tmp, **env)
     log = tmp / f"api-{port}.log"
@@ -96,7 +96,7 @@ def start_api(redis_url: str, tmp: Path, *args: str, **env: str) -> ApiServer:
         [
             sys.executable,
             "-m",
-            "producer.api.cli",
+            "darkroom.api",
             "--port",
             str(port),
             "--log-level",

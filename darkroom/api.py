@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 import click
@@ -20,10 +19,11 @@ if TYPE_CHECKING:
 def webhook_deliverer(settings: Settings, redis: Redis, keys: Keys) -> Callable[[], None]:
     """Start `workers.webhooks`' deliverer as a thread; returns its stop.
 
-    Imported by name, here at the composition point only: the API library itself never
-    imports `workers` (layering), it just runs the services it is handed.
+    Wired here, in the composition root: the API library (`producer.api`) never imports
+    `workers`; it runs the services it is handed.
     """
-    webhooks = importlib.import_module("workers.webhooks")
+    from workers import webhooks
+
     thread, stop = webhooks.start_thread(settings, redis, keys)
 
     def halt() -> None:
