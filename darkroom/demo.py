@@ -1,10 +1,10 @@
-"""`darkroom demo` (`make demo`): the restoration job end to end on this machine.
+"""`darkroom demo` (`make demo`): darkroom's main jobs end to end on this machine.
 
 Starts a Redis (the configured one, else a private embedded one) and a CPU worker as a
-separate process, writes a set of damaged real photos, submits them with the restoration
-recipe through the same `darkroom submit` a user runs, waits with a progress bar, and
-leaves outputs, a results manifest and a before/after contact sheet under `--out`.
-Everything it started, it stops, by PID.
+separate process; writes damaged real photos and submits them with the restoration
+recipe, then portraits with `portrait_retouch`, each through the same `darkroom submit`
+a user runs, with progress bars; leaves outputs, results manifests and before/after
+contact sheets under `--out`. Everything it started, it stops, by PID.
 """
 
 from __future__ import annotations
@@ -12,32 +12,44 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import click
 import redis
 import yaml
 
-from darkroom.samples import RESTORE_RECIPE, make_sample_set
+from darkroom.samples import RESTORE_RECIPE, make_portrait_set, make_sample_set
+from darkroom.selfie import publish_selfie
 from jobs.broker import EmbeddedRedis, start_redis
 from jobs.keys import Keys
-from jobs.settings import load_settings
+from jobs.settings import Settings, load_settings
 from workers.heartbeat import stop_process_group, wait_until_beating
 
-BATCH = "demo-restore"
+RECIPES = Path(__file__).parent / "recipes"
 
 
 @click.command()
 @click.option("--out", default="./out", show_default=True, help="where everything is written")
 @click.option("--concurrency", "-c", default=2, show_default=True, help="final-lane slots")
 def demo(out: str, concurrency: int) -> None:
-    """Restore a bundled set of damaged real photos end to end."""
+    """Restore damaged photos and retouch portraits, end to end."""
     settings = load_settings()
     root = Path(out).resolve()
-    samples = make_sample_set(root / "samples")
-    recipe = root / "restore.yaml"
-    recipe.write_text(yaml.safe_dump(RESTORE_RECIPE, sort_keys=False))
-    click.echo(f"1/4 wrote {len(samples)} damaged photos to {root / 'samples'}")
+    root.mkdir(parents=True, exist_ok=True)
+    restore = root / "restore.yaml"
+    restore.write_text(yaml.safe_dump(RESTORE_RECIPE, sort_keys=False))
+    batches = [
+        ("demo-restore", make_sample_set(root / "samples"), restore, root / "restored"),
+        (
+            "demo-portraits",
+            make_portrait_set(root / "portraits"),
+            RECIPES / "portrait_retouch.yaml",
+            root / "retouched",
+        ),
+    ]
+    click.echo(f"1/4 wrote {sum(len(b[1]) for b in batches)} photos under {root}")
+    _publish_selfie_model(settings)
 
     server: EmbeddedRedis | None = None
     if settings.redis_url:
@@ -48,6 +60,7 @@ def demo(out: str, concurrency: int) -> None:
     env = {**os.environ, "DARKROOM_REDIS_URL": url, "PYTHONUNBUFFERED": "1"}
     worker_log = root / "worker.log"
     worker = None
+    codes = []
     try:
         click.echo(f"2/4 Redis at {url}; starting a CPU worker (log: {worker_log})")
         worker = subprocess.Popen(
@@ -76,31 +89,43 @@ def demo(out: str, concurrency: int) -> None:
             )
         except (RuntimeError, TimeoutError) as exc:
             raise click.ClickException(f"{exc}; see {worker_log}") from None
-        command = [
-            sys.executable,
-            "-m",
-            "darkroom",
-            "submit",
-            str(root / "samples"),
-            "--recipe",
-            str(recipe),
-            "--out",
-            str(root / "restored"),
-            "--batch",
-            BATCH,
-            "--wait",
-            "--timeout",
-            "600",
-        ]
-        click.echo("3/4 darkroom submit " + " ".join(command[4:]))
-        code = subprocess.call(command, env=env)
+        for name, photos, recipe, dest in batches:
+            command = [
+                sys.executable,
+                "-m",
+                "darkroom",
+                "submit",
+                str(photos[0].parent),
+                "--recipe",
+                str(recipe),
+                "--out",
+                str(dest),
+                "--batch",
+                name,
+                "--wait",
+                "--timeout",
+                "600",
+            ]
+            click.echo("3/4 darkroom submit " + " ".join(command[4:]))
+            codes.append(subprocess.call(command, env=env))
     finally:
         if worker is not None:
             stop_process_group(worker, timeout_s=60)
         if server is not None:
             server.stop()
     click.echo("4/4 stopped the worker" + (" and Redis" if server else ""))
-    click.echo(f"\nRestored photos:  {root / 'restored'}")
-    click.echo(f"Contact sheet:    {root / 'restored' / (BATCH + '.contact.html')}")
-    click.echo(f"Results manifest: {root / 'restored' / (BATCH + '.manifest.jsonl')}")
-    sys.exit(code)
+    for name, _, _, dest in batches:
+        click.echo(f"\n{name}: {dest}")
+        click.echo(f"  contact sheet:    {dest / (name + '.contact.html')}")
+        click.echo(f"  results manifest: {dest / (name + '.manifest.jsonl')}")
+    sys.exit(max(codes, default=1))
+
+
+def _publish_selfie_model(settings: Settings) -> None:
+    """remove_background's person model, when the mediapipe wheel is at hand (`make demo`
+    downloads it); without it, the op falls back to GrabCut seeded by the face."""
+    from model_store import ModelStore
+
+    with tempfile.TemporaryDirectory() as scratch:
+        ref = publish_selfie(ModelStore.from_settings(settings), Path(".whl"), Path(scratch))
+    click.echo(f"    background removal: {'model ' + ref if ref else 'GrabCut (no model)'}")

@@ -258,6 +258,11 @@ def gc(ctx: click.Context, grace_hours: float, cache_only: bool) -> None:
 # Commands implemented below model_store in the layering (they need torch) are attached here,
 # in the composition root, and imported only when run.
 register_lazy(
+    "publish-selfie",
+    "darkroom.selfie:publish_selfie_command",
+    "publish MediaPipe's selfie-segmentation model from its wheel (remove_background)",
+)
+register_lazy(
     "make-tiny",
     "pipelines.generative.tiny:make_tiny_command",
     "build tiny random-weight models of every supported pipeline (tests, CI, demo)",

@@ -159,11 +159,34 @@ SAMPLE_SET: dict[str, tuple[str, float, Callable[[Image.Image], Image.Image]]] =
 }
 
 
+# Portraits for the portrait_retouch recipe: the one face photo scikit-image ships, as
+# a studio would send it (1 MP), and warm and underexposed.
+PORTRAIT_SET: dict[str, tuple[str, float, Callable[[Image.Image], Image.Image]]] = {
+    "astronaut-studio.jpg": ("astronaut", 2.0, lambda im: im),
+    "astronaut-warm-dim.jpg": (
+        "astronaut",
+        1.5,
+        lambda im: underexpose(color_cast(im, (1.15, 1.0, 0.85)), 0.7),
+    ),
+}
+
+
+def make_portrait_set(out_dir: Path) -> list[Path]:
+    """Write the demo's portraits (JPEG quality 92) into `out_dir`."""
+    return _write_set(PORTRAIT_SET, out_dir)
+
+
 def make_sample_set(out_dir: Path) -> list[Path]:
     """Write the bundled sample photos (JPEG quality 92, PNG) into `out_dir`."""
+    return _write_set(SAMPLE_SET, out_dir)
+
+
+def _write_set(
+    photos: dict[str, tuple[str, float, Callable[[Image.Image], Image.Image]]], out_dir: Path
+) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for file_name, (photo, factor, damage) in SAMPLE_SET.items():
+    for file_name, (photo, factor, damage) in photos.items():
         path = out_dir / file_name
         image = damage(_enlarge(load_photo(photo), factor))
         if path.suffix == ".jpg":

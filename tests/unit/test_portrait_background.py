@@ -16,7 +16,8 @@ from PIL import Image
 from skimage import data
 
 import jobs.ops.portrait  # noqa: F401  (registers the portrait ops)
-from bench.portrait import ROOT, astronaut_subject_mask, iou, selfie_model_from_wheels
+from bench.portrait import ROOT, astronaut_subject_mask, iou
+from darkroom.selfie import selfie_model_from_wheels
 from jobs.errors import FaceNotFound, InputInvalid, ModelUnavailable
 from jobs.ops import get_op
 from jobs.schema import Lane
