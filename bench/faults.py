@@ -132,10 +132,28 @@ def wait_beating(rig: FaultRig, worker: WorkerProcess, timeout: float = 60) -> N
     raise TimeoutError(f"worker {worker.name} did not beat within {timeout} s")
 
 
+def wait_job_started(batch: Batch, worker: str, within_s: float = 0.03) -> str:
+    """Until `worker` has just started a job (so a kill now catches it mid-render)."""
+    client = batch.rig.client()
+    keys = [batch.store.keys.job(job_id) for job_id in batch.ids]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hmget(key, "state", "worker", "running_at")
+        now = time.time()
+        for job_id, (state, held_by, since) in zip(batch.ids, pipe.execute(), strict=True):
+            fresh = since is not None and now - float(since) < within_s
+            if state == b"running" and (held_by or b"").startswith(worker.encode()) and fresh:
+                return job_id
+    raise TimeoutError(f"{worker} started no job within 60 s")
+
+
 def kill_a_worker(rig: FaultRig, *, same_name: bool = False, **env: str) -> FaultReport:
-    """SIGKILL one of two workers (its whole process group) mid-batch; start it again."""
+    """SIGKILL one of two workers (its whole process group) mid-render; start it again."""
     batch = start_batch(rig, "kill", ("victim", "steady"), **env)
     victim = rig.workers.started[0]
+    wait_job_started(batch, victim.name)
     victim.kill()
     fault_at = time.time()
     name = victim.name if same_name else f"{victim.name}-restarted"

@@ -10,13 +10,13 @@ import redis
 from jobs import Job, Lane, Recipe, Step
 from jobs.broker import EmbeddedRedis
 from jobs.errors import OutOfMemory, StorageUnavailable
+from jobs.keys import Keys
 from jobs.queues import list_keys
 from jobs.settings import Settings
 from jobs.states import JobState
 from jobs.store import JobStore, Submission
 from jobs.tiers import tier_named
 from workers.app import create_app
-from jobs.keys import Keys
 from workers.runtime import Runtime
 from workers.tasks import _retry, claim
 

@@ -198,5 +198,5 @@ def test_tiers_file_and_settings_checks(tmp_path: Path) -> None:
 
 
 def test_get_op_lists_known_ops_on_a_typo() -> None:
-    with pytest.raises(SchemaError, match="known ops: .*denoise"):
+    with pytest.raises(SchemaError, match=r"known ops: .*denoise"):
         get_op("denoize")
