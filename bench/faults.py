@@ -3,20 +3,21 @@
 Each scenario gets its own append-only Redis, the same SeaweedFS and a fresh versioned
 bucket; ten jobs at the tail of the queue are canceled just before the fault.
 
-1. kill: SIGKILL one worker's whole process group mid-batch and start it again, under a
-   new name (as a pid-based default name would be) or, `kill-same-name`, under its own;
-2. redis: SIGKILL redis-server (AOF on) mid-batch, restart it on the same port and data
-   dir 2 s later; the workers must reconnect by themselves;
-3. s3: SIGKILL the S3 server mid-batch and start it again 3 s later (`--s3-down`).
+1. kill: SIGKILL one worker's whole process group while it renders, start it again
+   under a new name (as a pid-based default name would be); `kill-same-name`: under its
+   own name (a container restarted in place), with production heartbeat timing;
+2. redis: SIGKILL redis-server (AOF on, `--fsync`) mid-render, restart it on the same
+   port and data dir 2 s later; the workers must reconnect by themselves;
+3. s3: SIGKILL the S3 server mid-batch and start it again `--s3-down` seconds later.
 
-The table: jobs; lost (not finished, or succeeded with no output); duplicates (output
-keys written more than once: the bucket keeps every version); attempts (attempts x jobs);
-down (seconds the broken part was gone); recovery (seconds from the fault to the first
-job completing after the part came back; for a kill, to the killed worker's job
-completing again).
+The table: jobs; succeeded, canceled, failed; lost (not finished, or succeeded with no
+output); duplicates (output keys written more than once: the bucket keeps every
+version); writes (PUTs of outputs); attempts (attempts x jobs); down (seconds the part
+was gone); recovery (seconds from the fault to the first job completing after the part
+came back; for a kill, to the killed worker's job completing again elsewhere).
 
-`python -m bench.faults [--jobs N] [--only kill,redis,s3] [--fsync always|everysec]
-[--s3-down S]`. Loopback only; everything it starts is stopped by PID.
+`python -m bench.faults [--jobs 500] [--only kill,kill-same-name,redis,s3]
+[--fsync always|everysec] [--s3-down 3]`. Loopback only; all it starts is stopped by PID.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class Batch:
 
     @property
     def store(self) -> JobStore:
-        return self.rig.store()
+        return self.rig.store
 
     def reach_mid_batch(self) -> None:
         count = int(len(self.ids) * MID_BATCH)
@@ -120,7 +121,7 @@ def start_batch(rig: FaultRig, name: str, workers: Sequence[str], **env: str) ->
 
 def wait_beating(rig: FaultRig, worker: WorkerProcess, timeout: float = 60) -> None:
     """Until this very process beats (its name may still show its predecessor's beat)."""
-    client = rig.client()
+    client = rig.client
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         beats = live_workers(client, Keys())
@@ -134,7 +135,7 @@ def wait_beating(rig: FaultRig, worker: WorkerProcess, timeout: float = 60) -> N
 
 def wait_job_started(batch: Batch, worker: str, within_s: float = 0.03) -> str:
     """Until `worker` has just started a job (so a kill now catches it mid-render)."""
-    client = batch.rig.client()
+    client = batch.rig.client
     keys = [batch.store.keys.job(job_id) for job_id in batch.ids]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -172,8 +173,9 @@ def _redelivered_done(batch: Batch, report: FaultReport, fault_at: float) -> flo
 
 
 def restart_redis(rig: FaultRig, down_s: float = 2.0) -> FaultReport:
-    """SIGKILL redis-server mid-batch, keep it down `down_s`, restart it in place."""
+    """SIGKILL redis-server mid-render, keep it down `down_s`, restart it in place."""
     batch = start_batch(rig, "redis", ("w1", "w2"))
+    wait_job_started(batch, "w1")
     rig.redis.kill()
     fault_at = time.time()
     time.sleep(down_s)
@@ -207,13 +209,13 @@ def row(report: FaultReport) -> list[object]:
     recovery = "-" if report.recovery_s is None else f"{report.recovery_s:.1f}"
     return [
         report.scenario, t.jobs, t.count(JobState.SUCCEEDED), t.count(JobState.CANCELED),
-        len(t.lost), len(t.duplicates), t.writes,
+        t.count(JobState.FAILED), len(t.lost), len(t.duplicates), t.writes,
         " ".join(f"{n}x{count}" for n, count in t.attempts.items()),
         f"{report.down_s:.1f}", recovery,
     ]  # fmt: skip
 
 
-HEADER = ["scenario", "jobs", "succeeded", "canceled", "lost", "duplicates", "writes",
+HEADER = ["scenario", "jobs", "succeeded", "canceled", "failed", "lost", "duplicates", "writes",
           "attempts", "down s", "recovery s"]  # fmt: skip
 
 

@@ -129,7 +129,15 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: fl
     raise TimeoutError(f"darkroom api did not answer /healthz within {timeout} s")
 
 
-def run_locust(here: Lab, url: str, key: str, photo: Path, load: Load) -> dict[str, object]:
+@dataclass(frozen=True)
+class Recorded:
+    """What the locustfile wrote: every request's latency (ms) and failure, by name."""
+
+    latency_ms: dict[str, list[float]]
+    failures: dict[str, list[str]]
+
+
+def run_locust(here: Lab, url: str, key: str, photo: Path, load: Load) -> Recorded:
     """Run locust headless for `load.duration_s`; returns what the locustfile recorded."""
     out = here.tmp / "locust.json"
     env = here.env(
@@ -157,8 +165,8 @@ def run_locust(here: Lab, url: str, key: str, photo: Path, load: Load) -> dict[s
         )  # fmt: skip
     if not out.exists():
         raise RuntimeError(f"locust exited {done.returncode}:\n{log.read_text()[-3000:]}")
-    recorded: dict[str, object] = json.loads(out.read_text())
-    return recorded
+    data = json.loads(out.read_text())
+    return Recorded(data["latency_ms"], data["failures"])
 
 
 @dataclass(frozen=True)
@@ -190,7 +198,27 @@ def server_side(here: Lab, began: float, ended: float) -> ServerSide:
     return ServerSide(waits, done, submitted, left)
 
 
-def measure(load: Load) -> None:
+@dataclass(frozen=True)
+class LoadResult:
+    load: Load
+    recorded: Recorded
+    server: ServerSide
+    window_s: float
+
+    @property
+    def previews(self) -> list[float]:
+        return self.recorded.latency_ms.get("preview", [])
+
+    @property
+    def finals(self) -> list[float]:
+        return self.recorded.latency_ms.get("final", [])
+
+    def failed(self, name: str) -> list[str]:
+        return self.recorded.failures.get(name, [])
+
+
+def measure(load: Load) -> LoadResult:
+    """Bring everything up on loopback, run locust, read Redis, stop everything."""
     with lab() as here:
         photo = write_photo(here.tmp / "photo.jpg")
         here.worker("preview", name="load-preview")
@@ -202,14 +230,12 @@ def measure(load: Load) -> None:
             began = time.time()
             recorded = run_locust(here, url, key, photo, load)
             ended = time.time()
-        report(load, recorded, server_side(here, began, ended), ended - began)
+        return LoadResult(load, recorded, server_side(here, began, ended), ended - began)
 
 
-def report(load: Load, recorded: dict[str, object], server: ServerSide, window_s: float) -> None:
-    latency = recorded["latency_ms"]
-    failures = recorded["failures"]
-    assert isinstance(latency, dict) and isinstance(failures, dict)
-    previews, finals = latency.get("preview", []), latency.get("final", [])
+def report(result: LoadResult) -> str:
+    load, server, window_s = result.load, result.server, result.window_s
+    previews, finals = result.previews, result.finals
     rows: list[list[object]] = [
         ["preview req/s offered / answered", f"{load.preview_users * load.preview_rate:.1f}",
          f"{len(previews) / window_s:.1f}"],
@@ -217,19 +243,20 @@ def report(load: Load, recorded: dict[str, object], server: ServerSide, window_s
          f"{_ms(previews, 95)} / {_ms(previews, 99)}"],
         ["preview queue wait p50 / p95 ms", _ms(server.preview_queue_ms, 50),
          _ms(server.preview_queue_ms, 95)],
-        ["preview failures", len(failures.get("preview", [])), ""],
+        ["preview failures", len(result.failed("preview")), ""],
         ["final req/s offered / accepted", f"{load.final_users * load.final_rate:.1f}",
          f"{len(finals) / window_s:.1f}"],
         ["final submit latency p50 / p95 ms", _ms(finals, 50), _ms(finals, 95)],
         ["final jobs completed / s (all finals)", f"{server.finals_done / window_s:.2f}",
          f"{server.finals_done} in {window_s:.0f} s"],
         ["final backlog left / API finals queued", server.backlog_left, server.finals_submitted],
-        ["final failures", len(failures.get("final", [])), ""],
+        ["final failures", len(result.failed("final")), ""],
     ]  # fmt: skip
-    print(table(rows, ["load", "value", "detail"]))
-    for name, messages in failures.items():
+    lines = [table(rows, ["load", "value", "detail"])]
+    for name, messages in result.recorded.failures.items():
         if messages:
-            print(f"{name} failures, first: {messages[0]}")
+            lines.append(f"{name} failures, first: {messages[0]}")
+    return "\n".join(lines)
 
 
 def _ms(values: Sequence[float], q: float) -> str:
@@ -253,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         final_rate=args.final_rate,
         backlog=args.backlog,
     )
-    measure(load)
+    print(report(measure(load)))
 
 
 if __name__ == "__main__":

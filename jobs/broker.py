@@ -171,8 +171,18 @@ def redis_url(settings: Settings) -> str:
 
 
 def connect(settings: Settings) -> Redis:
+    """A client that rides out a Redis restart of up to ~30 s (retrying with backoff),
+    so a job's state write during the restart lands instead of failing the job."""
     import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+    from redis.retry import Retry
 
     return redis.Redis.from_url(
-        redis_url(settings), socket_timeout=30, socket_connect_timeout=5, health_check_interval=10
+        redis_url(settings),
+        socket_timeout=30,
+        socket_connect_timeout=5,
+        health_check_interval=10,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), 20),
+        retry_on_error=[BusyLoadingError, ConnectionError, TimeoutError],
     )

@@ -10,6 +10,10 @@ class Keys:
     def job(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"
 
+    def running(self) -> str:
+        """Set of the ids of jobs in state `running` (the registry the sweep reads)."""
+        return f"{self.prefix}:running"
+
     def batch(self, name: str) -> str:
         """Hash of counters per state, plus `total`."""
         return f"{self.prefix}:batch:{name}"

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(1.0, gt=0)
     heartbeat_ttl_s: float = Field(4.0, gt=0, description="a silent worker is dead after this")
     max_attempts: int = Field(3, ge=1, description="deliveries of one job before it fails")
+    retry_budget_s: float = Field(
+        600.0, ge=0, description="how long a job retries through a storage outage"
+    )
     final_lane_nice: int = Field(
         5, ge=0, le=19, description="CPU niceness of final-lane workers, so previews go first"
     )

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
+from redis.exceptions import WatchError
 
 from jobs.errors import DarkroomError
 from jobs.keys import Keys
@@ -31,6 +32,7 @@ local has_batch = ARGV[4] == '1'
 if cur then
   redis.call('HDEL', KEYS[1], 'error_code', 'error_message', 'worker', 'progress', 'output',
              'result', 'cancel_requested', 'running_at', 'retrying_at', 'failed_at',
+             'incarnation', 'retries', 'first_retry_at',
              'canceled_at')
   if has_batch then redis.call('HINCRBY', KEYS[2], cur, -1) end
 elseif has_batch then
@@ -64,6 +66,11 @@ redis.call('HSET', KEYS[1], 'state', to, to .. '_at', ARGV[3], 'updated_at', ARG
 if ARGV[5] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
 if #ARGV > 6 then redis.call('HSET', KEYS[1], unpack(ARGV, 7)) end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
+-- The registry of started jobs: a sweep finds running jobs whose worker lost them.
+local id = redis.call('HGET', KEYS[1], 'id')
+if id then
+  if to == 'running' then redis.call('SADD', KEYS[2], id) else redis.call('SREM', KEYS[2], id) end
+end
 -- The batch comes from the job's own record, so no caller can move the wrong counters.
 local batch = redis.call('HGET', KEYS[1], 'batch')
 if batch and batch ~= '' and cur ~= to then
@@ -108,6 +115,11 @@ class JobRecord(BaseModel):
     failed_at: float | None = None
     canceled_at: float | None = None
     retrying_at: float | None = None
+    incarnation: str | None = None
+    """Which start of `worker` runs it: a worker restarted under its own name is another."""
+    retries: int = 0
+    """Deliberate re-sends (out of memory, storage outage); they are not crash attempts."""
+    first_retry_at: float | None = None
     cancel_requested: bool = False
     result: dict[str, Any] | None = None
 
@@ -255,7 +267,7 @@ class JobStore:
         if only_from is not None:
             allowed = ",".join(s.value for s in only_from if s.value in allowed.split(","))
         ok, previous = self._transition(
-            keys=[self.keys.job(job_id)],
+            keys=[self.keys.job(job_id), self.keys.running()],
             args=[
                 to.value,
                 allowed,
@@ -270,6 +282,52 @@ class JobStore:
         if not ok:
             raise TransitionRefused(job_id, previous or None, to)
         return JobState(previous)
+
+    def running_ids(self) -> list[str]:
+        """Ids in the registry of started jobs."""
+        return [_text(m) for m in self.redis.smembers(self.keys.running())]
+
+    def requeue_orphan(
+        self, job_id: str, worker: str | None, incarnation: str | None, reason: str
+    ) -> bool:
+        """Send a running job again from its stored payload, if it is still held by
+        `worker`/`incarnation` (checked atomically); for jobs whose message is gone."""
+        key = self.keys.job(job_id)
+        with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(key)
+                state, held_by, held_in, queue, raw = (
+                    _text(v) if v is not None else None
+                    for v in pipe.hmget(key, "state", "worker", "incarnation", "queue", "job")
+                )
+                if state != "running" or (held_by, held_in) != (worker, incarnation):
+                    return False
+                if not queue or not raw:
+                    return False
+                job = Job.from_json(raw)
+                pipe.multi()
+                self._transition(
+                    keys=[key, self.keys.running()],
+                    args=[
+                        "retrying",
+                        "running",
+                        repr(time.time()),
+                        self.ttl_s,
+                        "0",
+                        self.keys.batch(""),
+                        "error_message",
+                        reason,
+                    ],
+                    client=pipe,
+                )
+                message = render_message(
+                    job.id, job.model_dump(mode="json", by_alias=True), queue, job.priority
+                )
+                pipe.rpush(list_key(queue, job.priority), message)  # the front of the line
+                pipe.execute()
+            except WatchError:
+                return False
+        return True
 
     def set_progress(self, job_id: str, fraction: float) -> None:
         self.redis.hset(self.keys.job(job_id), "progress", f"{fraction:.3f}")

@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.photos",
     "tests.fixtures.workers",
     "tests.fixtures.tiny_models",
+    "tests.fixtures.faults",
 ]

@@ -81,6 +81,14 @@ def _observe(app: Celery, settings: Settings) -> None:
     metrics.install(app, settings, model_stats=model_stats)
 
 
+def _held_job_ids() -> list[str]:
+    """Jobs this worker process has received and not yet finished (Celery's own book,
+    kept in the main process for every pool)."""
+    from celery.worker import state
+
+    return list(state.requests)
+
+
 def _beat_while_serving(app: Celery, settings: Settings) -> None:
     """Start the heartbeat (and dead-worker sweep) when the worker is ready."""
     from celery import signals
@@ -101,8 +109,10 @@ def _beat_while_serving(app: Celery, settings: Settings) -> None:
             info={
                 "tier": tier.name if tier else None,
                 "queues": app.conf.get("darkroom_queues", []),
+                "incarnation": app.conf.get("darkroom_incarnation"),
                 "started_at": time.time(),
             },
+            holding=_held_job_ids,
             interval_s=settings.heartbeat_interval_s,
             ttl_s=settings.heartbeat_ttl_s,
         )

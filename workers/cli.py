@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import click
@@ -109,6 +110,8 @@ def run_celery_worker(
         # On a shared host the preview consumer must get the CPU first.
         os.nice(settings.final_lane_nice)
     app.conf.darkroom_slots = concurrency
+    # This start of the worker: a restart under the same name is told apart by it.
+    app.conf.darkroom_incarnation = uuid.uuid4().hex[:12]
     hostname = f"{name or f'{tier.name}-{lane.value}-{os.getpid()}'}@{socket.gethostname()}"
     app.worker_main(
         [

@@ -15,13 +15,14 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from subprocess import Popen, TimeoutExpired
 from typing import TYPE_CHECKING, Any
 
 from jobs.keys import Keys
 from jobs.queues import UNACKED_HASH, UNACKED_INDEX, list_key
+from jobs.store import JobStore
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -40,6 +41,9 @@ return 1
 # A delivered message whose job never reached `running` (its worker died between
 # receiving and starting it) is put back after this long.
 UNSTARTED_GRACE_S = 30.0
+# A running job its live worker does not hold is an orphan after this long (the worker's
+# list of held jobs is at most a beat old).
+ORPHAN_GRACE_S = 10.0
 
 
 @dataclass
@@ -52,8 +56,11 @@ class Heartbeat:
     info: dict[str, object]
     interval_s: float = 1.0
     ttl_s: float = 4.0
+    holding: Callable[[], list[str]] = list
+    """Ids of the jobs this worker holds now (received or running), advertised in each beat."""
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _healthy_since: float | None = None
 
     def start(self) -> None:
         self.beat()
@@ -67,7 +74,13 @@ class Heartbeat:
         self.redis.delete(self.keys.worker(self.hostname))
 
     def beat(self) -> None:
-        record = {**self.info, "hostname": self.hostname, "pid": os.getpid(), "at": time.time()}
+        record = {
+            **self.info,
+            "hostname": self.hostname,
+            "pid": os.getpid(),
+            "at": time.time(),
+            "holding": self.holding(),
+        }
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(self.keys.worker(self.hostname), json.dumps(record), px=int(self.ttl_s * 1000))
         pipe.sadd(self.keys.workers(), self.hostname)
@@ -77,9 +90,14 @@ class Heartbeat:
         while not self._stop.wait(self.interval_s):
             try:
                 self.beat()
-                if self._hold_sweep_lock():
+                now = time.monotonic()
+                self._healthy_since = self._healthy_since or now
+                # After Redis comes back every heartbeat has expired: wait a lifetime for
+                # the others to beat again before judging any of them dead.
+                if now - self._healthy_since >= self.ttl_s and self._hold_sweep_lock():
                     sweep(self.redis, self.keys)
             except Exception:  # the heartbeat must outlive a Redis restart
+                self._healthy_since = None
                 log.warning("heartbeat failed; retrying", exc_info=True)
 
     def _hold_sweep_lock(self) -> bool:
@@ -93,7 +111,7 @@ class Heartbeat:
         return False
 
 
-def live_workers(redis: Redis, keys: Keys) -> dict[str, dict[str, object]]:
+def live_workers(redis: Redis, keys: Keys) -> dict[str, dict[str, Any]]:
     """hostname -> heartbeat record of every worker beating now."""
     names = sorted(_text(n) for n in redis.smembers(keys.workers()))
     if not names:
@@ -107,16 +125,44 @@ def live_workers(redis: Redis, keys: Keys) -> dict[str, dict[str, object]]:
 
 
 def sweep(redis: Redis, keys: Keys, now: float | None = None) -> list[str]:
-    """Requeue messages held by dead workers; returns the job ids put back."""
+    """Requeue jobs that dead (or restarted) workers held; returns the job ids put back.
+
+    First the unacknowledged messages of such workers go back to the front of their
+    queues; then the registry of started jobs is read for jobs no worker holds and whose
+    message is gone (a state write lost in a Redis restart): they are sent again from
+    their stored payload.
+    """
     now = time.time() if now is None else now
-    unacked = redis.hgetall(UNACKED_HASH)
-    if not unacked:
-        return []
     live = live_workers(redis, keys)
+    restored, with_message = _restore_unacked(redis, keys, live, now)
+    store = JobStore(redis, keys)
+    for job_id in store.running_ids():
+        if job_id in with_message:
+            continue
+        state, worker, incarnation, running_at = (
+            (_text(v) or None) if v is not None else None
+            for v in redis.hmget(keys.job(job_id), "state", "worker", "incarnation", "running_at")
+        )
+        if state != "running":
+            continue
+        started = float(running_at or now)
+        if _orphaned(worker, incarnation, job_id, live, now - started) and store.requeue_orphan(
+            job_id, worker, incarnation, f"requeued: worker {worker} no longer holds it"
+        ):
+            log.warning("requeued orphaned job %s (worker %s)", job_id, worker)
+            restored.append(job_id)
+    return restored
+
+
+def _restore_unacked(
+    redis: Redis, keys: Keys, live: Mapping[str, Mapping[str, Any]], now: float
+) -> tuple[list[str], set[str]]:
+    unacked = redis.hgetall(UNACKED_HASH)
     scored: Any = redis.zrange(UNACKED_INDEX, 0, -1, withscores=True)
     delivered_at: dict[Any, float] = dict(scored)
     restore = redis.register_script(_RESTORE)
-    restored = []
+    restored: list[str] = []
+    with_message: set[str] = set()
     for tag, raw in unacked.items():
         try:
             message, _exchange, routing_key = json.loads(raw)
@@ -124,10 +170,12 @@ def sweep(redis: Redis, keys: Keys, now: float | None = None) -> list[str]:
             priority = int(message["properties"].get("priority") or 0)
         except (ValueError, KeyError, TypeError):
             continue
-        state, worker = (
-            _text(v) if v else None for v in redis.hmget(keys.job(job_id), "state", "worker")
+        with_message.add(job_id)
+        state, worker, incarnation = (
+            (_text(v) or None) if v is not None else None
+            for v in redis.hmget(keys.job(job_id), "state", "worker", "incarnation")
         )
-        if not _abandoned(state, worker, live, now - delivered_at.get(tag, now)):
+        if not _abandoned(state, worker, incarnation, live, now - delivered_at.get(tag, now)):
             continue
         message["headers"]["redelivered"] = True
         if restore(
@@ -136,7 +184,33 @@ def sweep(redis: Redis, keys: Keys, now: float | None = None) -> list[str]:
         ):
             log.warning("requeued job %s from dead worker %s", job_id, worker or "?")
             restored.append(job_id)
-    return restored
+    return restored, with_message
+
+
+def _gone(
+    worker: str | None, incarnation: str | None, live: Mapping[str, Mapping[str, Any]]
+) -> bool:
+    """The worker that claimed a job has stopped beating, or restarted under its name."""
+    if not worker:
+        return False
+    beat = live.get(worker)
+    if beat is None:
+        return True
+    return incarnation is not None and beat.get("incarnation") not in (None, incarnation)
+
+
+def _orphaned(
+    worker: str | None,
+    incarnation: str | None,
+    job_id: str,
+    live: Mapping[str, Mapping[str, Any]],
+    running_s: float,
+) -> bool:
+    if _gone(worker, incarnation, live):
+        return True
+    # alive, but not holding it: its message was acked or lost while Redis was away
+    holding = (live.get(worker or "") or {}).get("holding")
+    return holding is not None and job_id not in holding and running_s > ORPHAN_GRACE_S
 
 
 def _text(value: bytes | str) -> str:
@@ -144,10 +218,16 @@ def _text(value: bytes | str) -> str:
 
 
 def _abandoned(
-    state: str | None, worker: str | None, live: Mapping[str, object], age_s: float
+    state: str | None,
+    worker: str | None,
+    incarnation: str | None,
+    live: Mapping[str, Mapping[str, Any]],
+    age_s: float,
 ) -> bool:
+    """An unacknowledged message nobody will finish: its worker is gone, or it was
+    delivered long ago and never started."""
     if state in ("running", "retrying") and worker:
-        return worker not in live
+        return _gone(worker, incarnation, live)
     if state == "queued":
         return age_s > UNSTARTED_GRACE_S
     return False

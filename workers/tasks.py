@@ -18,7 +18,7 @@ from jobs.errors import JobCanceled, JobError, OutOfMemory, SchemaError
 from jobs.queues import RENDER_TASK
 from jobs.schema import Job
 from jobs.states import ErrorCode, JobState
-from jobs.store import TransitionRefused
+from jobs.store import JobRecord, TransitionRefused
 from jobs.tiers import next_larger, queue_name
 from workers import webhooks
 from workers.heartbeat import live_workers
@@ -40,6 +40,7 @@ def bind(app: Celery) -> None:
 
 
 def run(rt: Runtime, app: Celery, payload: dict[str, Any], task_id: str, worker: str) -> None:
+    incarnation = app.conf.get("darkroom_incarnation")
     # 1. decode: a message that is not a job fails that job, nothing else
     try:
         job = Job.from_json(payload)
@@ -48,7 +49,7 @@ def run(rt: Runtime, app: Celery, payload: dict[str, Any], task_id: str, worker:
         return
 
     # 2. claim: skip finished, canceled and duplicate deliveries; count the attempt
-    if not claim(rt, job, worker):
+    if not claim(rt, job, worker, incarnation):
         return
 
     # 3. render, and record how it ended
@@ -83,7 +84,9 @@ def run(rt: Runtime, app: Celery, payload: dict[str, Any], task_id: str, worker:
         )
 
 
-def claim(rt: Runtime, job: Job, worker: str) -> bool:
+def claim(rt: Runtime, job: Job, worker: str, incarnation: str | None = None) -> bool:
+    """Start the job on this worker, or say why not (finished, held elsewhere, expired,
+    past its deadline, out of attempts)."""
     record = rt.store.get(job.id)
     if record is None:
         log.warning("job %s has no record (expired?); dropping its message", job.id)
@@ -91,12 +94,7 @@ def claim(rt: Runtime, job: Job, worker: str) -> bool:
     if record.state.terminal:
         log.info("job %s is already %s; acking the redelivery", job.id, record.state)
         return False
-    if (
-        record.state is JobState.RUNNING
-        and record.worker
-        and record.worker != worker
-        and record.worker in live_workers(rt.redis, rt.keys)
-    ):
+    if record.state is JobState.RUNNING and _held_elsewhere(rt, record, worker, incarnation):
         log.warning(
             "job %s is running on live worker %s; skipping duplicate", job.id, record.worker
         )
@@ -110,22 +108,37 @@ def claim(rt: Runtime, job: Job, worker: str) -> bool:
             error_message="not started before its cancel_after deadline",
         )
         return False
-    if record.attempts >= rt.settings.max_attempts:
+    crashes = record.attempts - record.retries  # deliberate re-sends are not crashes
+    if crashes >= rt.settings.max_attempts:
         _finish(
             rt,
             job,
             JobState.FAILED,
             error_code=ErrorCode.INTERNAL.value,
-            error_message=f"gave up after {record.attempts} attempts; "
-            "the worker stopped during each",
+            error_message=f"gave up after {crashes} attempts; the worker stopped during each",
         )
         return False
     try:
-        rt.store.transition(job.id, JobState.RUNNING, attempt=True, worker=worker, progress="0")
+        rt.store.transition(
+            job.id,
+            JobState.RUNNING,
+            attempt=True,
+            worker=worker,
+            progress="0",
+            incarnation=incarnation or "",
+        )
     except TransitionRefused as refused:
         log.info("job %s not started: %s", job.id, refused)
         return False
     return True
+
+
+def _held_elsewhere(rt: Runtime, record: JobRecord, worker: str, incarnation: str | None) -> bool:
+    """Another live worker (or this name's live start, if not us) is running the job."""
+    if not record.worker or (record.worker, record.incarnation or None) == (worker, incarnation):
+        return False
+    beat = live_workers(rt.redis, rt.keys).get(record.worker)
+    return beat is not None and beat.get("incarnation") in (None, record.incarnation)
 
 
 def _finish(rt: Runtime, job: Job, state: JobState, **fields: Any) -> None:
@@ -138,23 +151,30 @@ def _finish(rt: Runtime, job: Job, state: JobState, **fields: Any) -> None:
 
 
 def _retry(rt: Runtime, app: Celery, job: Job, exc: JobError) -> bool:
-    """Send the job again (out of memory: to the next larger tier). False: give up."""
+    """Send the job again; False: give up. Out of memory goes to the next larger tier
+    (so at most once per tier); a storage outage retries on the same queue with backoff
+    for up to `settings.retry_budget_s`, without spending the job's crash attempts."""
     record = rt.store.get(job.id)
-    attempts = record.attempts if record else rt.settings.max_attempts
-    if attempts >= rt.settings.max_attempts:
+    if record is None:
         return False
+    now = time.time()
+    first = record.first_retry_at or now
     tier = rt.tier
     if isinstance(exc, OutOfMemory):
         larger = next_larger(rt.tier, rt.settings.tiers())
         if larger is None:
             return False
         tier = larger
+    elif now - first > rt.settings.retry_budget_s:
+        return False
     queue = queue_name(tier, job.mode)
     rt.store.transition(
         job.id,
         JobState.RETRYING,
         error_code=exc.code.value,
         error_message=f"{exc.message}; retrying on {queue}",
+        retries=record.retries + 1,
+        first_retry_at=repr(first),
     )
     app.send_task(
         RENDER_TASK,
@@ -162,7 +182,7 @@ def _retry(rt: Runtime, app: Celery, job: Job, exc: JobError) -> bool:
         task_id=job.id,
         queue=queue,
         priority=job.priority,
-        countdown=min(2**attempts, 60),
+        countdown=min(2**record.retries, 30),
     )
     return True
 

@@ -1,4 +1,5 @@
-"""Proof under faults: 500 jobs through two real workers while a worker, Redis or S3 breaks.
+"""Proof under faults: jobs (500 a run) through two real workers while a worker, Redis or
+S3 breaks.
 
 After each fault every job must end succeeded (or canceled, for the ten whose
 cancellation was asked), none may be lost, and each output must be written exactly once:
@@ -15,14 +16,12 @@ import pytest
 
 from bench.faults import HEADER, FaultReport, kill_a_worker, restart_redis, row, s3_outage
 from jobs.states import JobState
-from tests.fixtures import faults
-from tests.fixtures.faults import JOBS, FaultRig, dismantle, make_rig
+from tests.fixtures.faults import FaultRig, dismantle, make_rig
 from tests.fixtures.s3 import SeaweedS3
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CANCELED = 10
-fault_rig = faults.fault_rig  # until tests/conftest.py lists tests.fixtures.faults
 
 
 def show(report: FaultReport) -> None:
@@ -33,9 +32,9 @@ def assert_nothing_lost_or_doubled(report: FaultReport) -> None:
     t = report.tally
     assert t.lost == [], f"{len(t.lost)} jobs lost: {t.lost[:5]}; states {t.states}"
     assert report.finished
-    assert t.states == {"succeeded": JOBS - CANCELED, "canceled": CANCELED}, t.states
+    assert t.states == {"succeeded": t.jobs - CANCELED, "canceled": CANCELED}, t.states
     assert t.duplicates == [], f"outputs written more than once: {t.duplicates[:5]}"
-    assert (t.objects, t.writes) == (JOBS - CANCELED, JOBS - CANCELED)
+    assert (t.objects, t.writes) == (t.jobs - CANCELED, t.jobs - CANCELED)
     assert t.stray == [], f"outputs of jobs that did not succeed: {t.stray[:5]}"
     assert t.attempts.get(0) == CANCELED  # the canceled never started
 
@@ -50,19 +49,17 @@ def test_a_killed_worker_loses_nothing_and_its_job_runs_once_more(fault_rig: Fau
     assert report.served_after.get("victim-restarted", 0) > 0, report.served_after
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a worker restarted under its own name (docker restart: PID 1, same "
-    "container hostname) beats before the sweep sees it dead, so its predecessor's job "
-    "stays `running` until the 2 h visibility timeout",
-)
 def test_a_worker_restarted_under_its_own_name_recovers_its_orphan(
-    fault_rig: FaultRig,
+    s3_server: SeaweedS3, tmp_path: Path
 ) -> None:
     # A 10 s heartbeat TTL makes the restart (1-3 s here) beat the sweep every time;
     # production's 4 s TTL loses the same race whenever a restart takes under 4 s.
     slow_ttl = {"DARKROOM_HEARTBEAT_TTL_S": "10", "DARKROOM_HEARTBEAT_INTERVAL_S": "0.5"}
-    report = kill_a_worker(fault_rig, same_name=True, **slow_ttl)
+    rig = make_rig(s3_server, tmp_path, jobs=120)
+    try:
+        report = kill_a_worker(rig, same_name=True, **slow_ttl)
+    finally:
+        dismantle(rig)
     show(report)
     assert_nothing_lost_or_doubled(report)
 
@@ -89,11 +86,6 @@ def test_workers_reconnect_by_themselves_after_a_redis_restart(
     assert redis_restart.recovery_s is not None and redis_restart.recovery_s < 15
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a job whose state write hits the Redis outage is left `running` on a live "
-    "worker with its message acked; no sweep ever requeues it",
-)
 def test_a_redis_restart_loses_no_job_and_runs_none_twice(redis_restart: FaultReport) -> None:
     assert_nothing_lost_or_doubled(redis_restart)
 
@@ -105,3 +97,14 @@ def test_an_s3_outage_delays_outputs_but_loses_none(fault_rig: FaultRig) -> None
     assert report.tally.attempts.get(2, 0) > 0, "the outage should have sent jobs to retry"
     assert report.tally.count(JobState.FAILED) == 0
     assert report.recovery_s is not None and report.recovery_s - report.down_s < 10
+
+
+def test_a_ten_second_s3_outage_fails_no_queued_job(s3_server: SeaweedS3, tmp_path: Path) -> None:
+    rig = make_rig(s3_server, tmp_path, jobs=60)  # a short queue: retries come round fast
+    try:
+        report = s3_outage(rig, down_s=10.0)
+    finally:
+        dismantle(rig)
+    show(report)
+    assert report.tally.count(JobState.FAILED) == 0, report.tally.states
+    assert_nothing_lost_or_doubled(report)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import redis
@@ -70,15 +71,20 @@ def test_the_largest_tier_has_nowhere_to_spill(
     assert not _retry(rt, create_app(settings), job, OutOfMemory("still too big"))
 
 
-def test_a_transient_storage_error_retries_on_the_same_queue_until_attempts_run_out(
+def test_a_storage_outage_retries_without_spending_attempts_until_its_budget_runs_out(
     setup: tuple[Settings, Job], redis_client: redis.Redis
 ) -> None:
     settings, job = setup
     app = create_app(settings)
     rt = runtime(settings, "a10", redis_client)
-    for attempt in range(1, settings.max_attempts):
+    for attempt in range(1, settings.max_attempts + 3):  # more re-sends than crash attempts
         assert claim(rt, job, "w@a10")
         assert _retry(rt, app, job, StorageUnavailable("s3 endpoint unreachable"))
         assert len(queued_jobs(redis_client, "a10.final")) == attempt
+    record = rt.store.get(job.id)
+    assert record is not None and record.retries == settings.max_attempts + 2
+    # the outage began longer ago than the budget: the next failure is final
+    spent = time.time() - settings.retry_budget_s - 1
+    redis_client.hset(rt.keys.job(job.id), "first_retry_at", repr(spent))
     assert claim(rt, job, "w@a10")
     assert not _retry(rt, app, job, StorageUnavailable("s3 endpoint unreachable"))
