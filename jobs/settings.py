@@ -58,9 +58,6 @@ class Settings(BaseSettings):
     retry_budget_s: float = Field(
         600.0, ge=0, description="how long a job retries through a storage outage"
     )
-    final_lane_nice: int = Field(
-        5, ge=0, le=19, description="CPU niceness of final-lane workers, so previews go first"
-    )
 
     # Models: the store they are published to, and each worker's pull-through cache.
     model_store: str | None = Field(

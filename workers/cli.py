@@ -106,9 +106,6 @@ def run_celery_worker(
         # than threads (p50 1.6 vs 2.6 ms); previews are short, so it still answers
         # control commands (drain) between jobs.
         pool, concurrency = pool or "solo", 1
-    elif settings.final_lane_nice:
-        # On a shared host the preview consumer must get the CPU first.
-        os.nice(settings.final_lane_nice)
     app.conf.darkroom_slots = concurrency
     # This start of the worker: a restart under the same name is told apart by it.
     app.conf.darkroom_incarnation = uuid.uuid4().hex[:12]
