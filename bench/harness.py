@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ import redis
 
 from jobs.broker import EmbeddedRedis, start_redis
 from jobs.keys import Keys
+from workers.cli import worker_argv
 from workers.heartbeat import stop_process_group, wait_until_beating
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,22 +69,7 @@ class Lab:
         name = name or f"bench-{lane}-{len(self.procs)}"
         log = (self.tmp / f"{name}.log").open("wb")
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "darkroom",
-                "worker",
-                "--tier",
-                tier,
-                "--lane",
-                lane,
-                "--concurrency",
-                str(concurrency),
-                "--name",
-                name,
-                "--loglevel",
-                "warning",
-            ],
+            worker_argv(tier, lane, concurrency, name=name, loglevel="warning"),
             cwd=ROOT,
             env=self.env(**env),
             stdout=log,

@@ -24,6 +24,7 @@ from darkroom.selfie import publish_selfie
 from jobs.broker import EmbeddedRedis, start_redis
 from jobs.keys import Keys
 from jobs.settings import Settings, load_settings
+from workers.cli import worker_argv
 from workers.heartbeat import stop_process_group, wait_until_beating
 
 RECIPES = Path(__file__).parent / "recipes"
@@ -64,20 +65,7 @@ def demo(out: str, concurrency: int) -> None:
     try:
         click.echo(f"2/4 Redis at {url}; starting a CPU worker (log: {worker_log})")
         worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "darkroom",
-                "worker",
-                "--tier",
-                "cpu",
-                "--lane",
-                "both",
-                "--concurrency",
-                str(concurrency),
-                "--name",
-                "demo",
-            ],
+            worker_argv("cpu", "both", concurrency, name="demo"),
             env=env,
             stdout=worker_log.open("wb"),
             stderr=subprocess.STDOUT,

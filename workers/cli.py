@@ -129,18 +129,46 @@ def run_celery_worker(
     )
 
 
+def worker_argv(
+    tier: str,
+    lane: str,
+    concurrency: int = 1,
+    *,
+    name: str | None = None,
+    loglevel: str = "info",
+    gpu: int | None = None,
+) -> list[str]:
+    """The command line that starts `darkroom worker` with this Python."""
+    argv = [
+        sys.executable,
+        "-m",
+        "darkroom",
+        "worker",
+        "--tier",
+        tier,
+        "--lane",
+        lane,
+        "--concurrency",
+        str(concurrency),
+        "--loglevel",
+        loglevel,
+    ]
+    if name:
+        argv += ["--name", name]
+    if gpu is not None:
+        argv += ["--gpu", str(gpu)]
+    return argv
+
+
 def _supervise(
     tier: str, concurrency: int, gpu: int | None, loglevel: str, name: str | None
 ) -> int:
     """Run the preview and final workers as children; stop both when either ends."""
-    base = [sys.executable, "-m", "darkroom", "worker", "--tier", tier, "--loglevel", loglevel]
-    if gpu is not None:
-        base += ["--gpu", str(gpu)]
     children = []
     for lane, slots in (("preview", 1), ("final", concurrency)):
-        argv = [*base, "--lane", lane, "--concurrency", str(slots)]
-        if name:
-            argv += ["--name", f"{name}-{lane}"]
+        argv = worker_argv(
+            tier, lane, slots, name=f"{name}-{lane}" if name else None, loglevel=loglevel, gpu=gpu
+        )
         children.append(subprocess.Popen(argv, cwd=Path.cwd()))
 
     def forward(signum: int, _frame: object) -> None:
