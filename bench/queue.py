@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -111,12 +112,10 @@ def backlog(store: JobStore, image: str, n: int) -> None:
     store.enqueue(Submission(job, queue) for job in jobs)
 
 
-def _render_in_process(job_json: str) -> float:
+def _render_in_process(out_dir: str, job_json: str) -> float:
     from workers.render import Hooks, render
 
-    return render(Job.from_json(job_json), Settings(output=str(Path.cwd())), Hooks()).timings[
-        "total_s"
-    ]
+    return render(Job.from_json(job_json), Settings(output=out_dir), Hooks()).timings["total_s"]
 
 
 def throughput(here: Lab, image: str, n: int) -> tuple[float, float]:
@@ -126,9 +125,10 @@ def throughput(here: Lab, image: str, n: int) -> tuple[float, float]:
     ]
     # in-process: the same render code on a pool of 2 processes, warmed first
     with ProcessPoolExecutor(2) as pool:
-        list(pool.map(_render_in_process, [jobs[0].to_json()] * 2))
+        render_one = partial(_render_in_process, str(here.tmp / "in-process"))
+        list(pool.map(render_one, [jobs[0].to_json()] * 2))
         started = time.perf_counter()
-        list(pool.map(_render_in_process, [j.to_json() for j in jobs]))
+        list(pool.map(render_one, [j.to_json() for j in jobs]))
         in_process = n / (time.perf_counter() - started)
     # through the queue: one final worker with 2 prefork processes, warmed first
     store = JobStore(here.client)
