@@ -19,6 +19,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -68,8 +69,8 @@ def floor(here: Lab, n: int) -> list[float]:
     samples = []
     for _ in range(n):
         client.lpush("floor", repr(time.time()))
-        _, got = client.brpop(["floor:got"], timeout=5)  # type: ignore[misc]
-        sent, received = (float(x) for x in got.decode().split())
+        reply: Any = client.brpop(["floor:got"], timeout=5)
+        sent, received = (float(x) for x in reply[1].decode().split())
         samples.append((received - sent) * 1000)
         time.sleep(0.002)
     consumer.wait(timeout=10)
