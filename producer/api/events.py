@@ -6,9 +6,8 @@ subscription and sets the `asyncio.Event` of every request waiting on that job; 
 waiter re-reads the job's hash when woken, and at least once a second anyway, so a
 dropped subscription costs latency, never a wrong answer.
 
-`announce` is the API's side of the same notice, for jobs it ends itself (a queued job
-canceled by `DELETE`, or one past its `cancel_after`): it publishes and queues the
-job's webhook exactly as `workers.webhooks` does (same keys, same delivery JSON).
+Jobs the API ends itself (a queued job canceled by `DELETE`, or one past its
+`cancel_after`) are announced with the same `jobs.notices.announce_finish` workers use.
 """
 
 from __future__ import annotations
@@ -21,11 +20,9 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from jobs.keys import Keys
-from jobs.notices import announce_finish
 from jobs.states import JobState
 
 if TYPE_CHECKING:
-    from redis import Redis
     from redis.asyncio import Redis as AsyncRedis
 
 log = logging.getLogger(__name__)
@@ -154,8 +151,3 @@ async def changes(
 def is_terminal(raw: dict[Any, Any]) -> bool:
     state = raw.get(b"state")
     return state is not None and JobState(state.decode()).terminal
-
-
-def announce(redis: Redis, keys: Keys, job_id: str, state: JobState, webhook: bool) -> None:
-    """Publish a terminal state the API itself recorded, and queue the job's webhook."""
-    announce_finish(redis, keys, job_id, state, webhook)

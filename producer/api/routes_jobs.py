@@ -9,11 +9,12 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from jobs.notices import announce_finish
 from jobs.states import JobState
 from producer.api.auth import Caller, Context
 from producer.api.context import ApiContext
 from producer.api.errors import ApiError, ErrorResponse
-from producer.api.events import announce, changes
+from producer.api.events import changes
 from producer.api.inputs import vet_upload
 from producer.api.models import JobView
 from producer.api.openapi import JOB_REQUEST_BODY
@@ -124,7 +125,9 @@ def cancel_job(job_id: str, request: Request, ctx: Context, key: Caller) -> JSON
     if not state.terminal:
         record = ctx.store.cancel(job_id)
         if record is not None and record.state is JobState.CANCELED:
-            announce(ctx.redis, ctx.keys, job_id, JobState.CANCELED, webhook=has_webhook(raw))
+            announce_finish(
+                ctx.redis, ctx.keys, job_id, JobState.CANCELED, webhook=has_webhook(raw)
+            )
         raw = ctx.redis.hgetall(ctx.keys.job(job_id)) or raw
     view = job_view(ctx, raw, ctx.base_url(request))
     return JSONResponse(view.model_dump(mode="json", exclude_none=True), 202)

@@ -12,11 +12,11 @@ import time
 from typing import Any
 
 from jobs.errors import DarkroomError
+from jobs.notices import announce_finish
 from jobs.states import ErrorCode, JobState
 from jobs.store import JobRecord, TransitionRefused
 from producer.api.context import ApiContext
 from producer.api.errors import ApiError
-from producer.api.events import announce
 from producer.api.models import ErrorInfo, JobView, WebhookView
 from producer.keys import ApiKey
 from producer.results import timings
@@ -59,7 +59,7 @@ def enforce_deadline(ctx: ApiContext, raw: Raw, job_id: str) -> Raw:
     except TransitionRefused:
         pass  # a worker took it (or canceled it) meanwhile
     else:
-        announce(ctx.redis, ctx.keys, job_id, JobState.CANCELED, webhook=has_webhook(raw))
+        announce_finish(ctx.redis, ctx.keys, job_id, JobState.CANCELED, webhook=has_webhook(raw))
     fresh: Raw = ctx.redis.hgetall(ctx.keys.job(job_id))
     return fresh or raw
 

@@ -14,11 +14,10 @@ import redis
 from PIL import Image
 from skimage import data
 
-from jobs import Job, Lane, OutputSpec, Recipe, Step, queue_name, route
+from jobs import Job, Lane, OutputSpec, Recipe, Step, route
 from jobs.states import ErrorCode, JobState
-from jobs.store import JobRecord, JobStore, Submission
-from tests.fixtures.tiny_models import TinyModels
-from tests.fixtures.workers import WorkerFactory, wait_until
+from jobs.store import JobStore
+from tests.fixtures.workers import WorkerFactory, run_jobs
 
 pytestmark = [pytest.mark.integration, pytest.mark.gen, pytest.mark.slow]
 
@@ -31,28 +30,10 @@ CASES: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.fixture
-def model_env(tiny_models: TinyModels, tmp_path: Path) -> dict[str, str]:
-    return {
-        "DARKROOM_MODEL_STORE": tiny_models.settings.model_store_uri(),
-        "DARKROOM_MODEL_CACHE": str(tmp_path / "model-cache"),
-        "DARKROOM_MODEL_BUDGET_GB": "8",
-    }
-
-
 def photo(tmp_path: Path) -> str:
     path = tmp_path / "chelsea.png"
     Image.fromarray(data.chelsea()).resize((150, 100)).save(path)
     return path.resolve().as_uri()
-
-
-def run(store: JobStore, jobs: list[Job], timeout: float = 240) -> list[JobRecord]:
-    store.enqueue(Submission(j, queue_name(route(j.recipe), j.mode)) for j in jobs)
-    ids = [j.id for j in jobs]
-    assert wait_until(lambda: all(s and s.terminal for s in store.states(ids)), timeout)
-    records = store.get_many(ids)
-    assert all(r is not None for r in records)
-    return [r for r in records if r is not None]
 
 
 @pytest.mark.parametrize(
@@ -89,7 +70,7 @@ def test_preview_and_final_per_op_through_the_queue(
             job(op, Lane.FINAL, f"{op}/final-seed8", seed=8),
             job(op, Lane.PREVIEW, f"{op}/preview"),
         ]
-    records = {r.id: r for r in run(store, jobs)}
+    records = {r.id: r for r in run_jobs(store, jobs, timeout=240)}
     for op in ops:
         out = tmp_path / "out" / op
         final_a, final_b, final_8, preview = (
@@ -122,7 +103,7 @@ def test_a_missing_model_fails_the_job_naming_it(
             steps=[Step(op="ip2p_edit", params={**CASES["ip2p_edit"], "model": "ip2p-v9@stable"})]
         ),
     )
-    (record,) = run(store, [bad], timeout=120)
+    (record,) = run_jobs(store, [bad], timeout=120)
     assert record.state is JobState.FAILED
     assert record.error_code is ErrorCode.MODEL_UNAVAILABLE
     assert "ip2p-v9" in (record.error_message or "")

@@ -17,38 +17,19 @@ import redis
 from PIL import Image, ImageOps
 
 import jobs.ops.identity  # noqa: F401  (registers the op until jobs.ops imports it)
-from jobs import Job, Lane, OutputSpec, Recipe, Step, queue_name, route
+from jobs import Job, Lane, OutputSpec, Recipe, Step, route
 from jobs.states import ErrorCode, JobState
-from jobs.store import JobRecord, JobStore, Submission
-from tests.fixtures.tiny_models import TinyModels
-from tests.fixtures.workers import WorkerFactory, wait_until
+from jobs.store import JobStore
+from tests.fixtures.workers import WorkerFactory, run_jobs
 
 pytestmark = [pytest.mark.integration, pytest.mark.gen, pytest.mark.slow]
 
 PARAMS = {"prompt": "a portrait", "max_side": 96, "preview_side": 64, "steps": 2}
 
 
-@pytest.fixture
-def model_env(tiny_models: TinyModels, tmp_path: Path) -> dict[str, str]:
-    return {
-        "DARKROOM_MODEL_STORE": tiny_models.settings.model_store_uri(),
-        "DARKROOM_MODEL_CACHE": str(tmp_path / "model-cache"),
-        "DARKROOM_MODEL_BUDGET_GB": "8",
-    }
-
-
 def save(image: Image.Image, path: Path) -> str:
     image.save(path)
     return path.resolve().as_uri()
-
-
-def run(store: JobStore, jobs: list[Job], timeout: float = 180) -> list[JobRecord]:
-    store.enqueue(Submission(j, queue_name(route(j.recipe), j.mode)) for j in jobs)
-    ids = [j.id for j in jobs]
-    assert wait_until(lambda: all(s and s.terminal for s in store.states(ids)), timeout)
-    records = store.get_many(ids)
-    assert all(r is not None for r in records)
-    return [r for r in records if r is not None]
 
 
 def test_portraits_through_the_queue_rerender_and_end_as_the_job_asked(
@@ -84,7 +65,7 @@ def test_portraits_through_the_queue_rerender_and_end_as_the_job_asked(
     ]
     assert route(best.recipe).name == "a10"
     workers.start(tier="a10", lane="both", name="identity-a10", **model_env)
-    records = {r.id: r for r in run(JobStore(redis_client), jobs)}
+    records = {r.id: r for r in run_jobs(JobStore(redis_client), jobs)}
 
     # on_mismatch=best: 3 renders, 3 seeds (the job's first), 3 scores; the job succeeds
     done = records[best.id]

@@ -20,9 +20,10 @@ as `storage.fetch` vets inputs: only public ones, unless `settings.fetch_allow_p
 the `webhook` JSON field.
 """
 
+from jobs.notices import queue_webhook as enqueue
 from workers.webhooks.cli import webhooks
 from workers.webhooks.deliverer import Attempt, Deliverer, WebhookPolicy, start_thread
-from workers.webhooks.queue import enqueue, job_finished
+from workers.webhooks.queue import job_finished
 from workers.webhooks.sending import post, webhook_target
 from workers.webhooks.signing import SIGNATURE_HEADER, sign, verify
 

@@ -6,7 +6,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from jobs.keys import Keys
-from jobs.notices import announce_finish, queue_webhook
+from jobs.notices import announce_finish
 from jobs.states import JobState
 
 if TYPE_CHECKING:
@@ -15,9 +15,6 @@ if TYPE_CHECKING:
     from jobs.schema import Job
 
 log = logging.getLogger(__name__)
-
-
-enqueue = queue_webhook  # the deliverer's name for it
 
 
 def job_finished(redis: Redis, keys: Keys, job: Job, state: JobState) -> None:
