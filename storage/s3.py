@@ -8,6 +8,7 @@ the bucket.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -106,6 +107,11 @@ class S3Storage:
         return str(self.client.meta.endpoint_url)
 
     def put(self, key: str, data: bytes, content_type: str) -> str:
+        # A write re-sent after an outage (its first copy landed, the answer was lost) or
+        # by a redelivered job finds these very bytes there and writes nothing: a
+        # versioned bucket keeps one version per output, not one per attempt.
+        if self._holds(key, data):
+            return self.uri(key)
         extra: dict[str, Any] = {"ServerSideEncryption": self.sse} if self.sse else {}
         with self._translated("write", key):
             self.client.put_object(
@@ -131,6 +137,19 @@ class S3Storage:
                 return body.read()
             finally:
                 body.close()
+
+    def _holds(self, key: str, data: bytes) -> bool:
+        """The object at `key` has exactly `data` (a single-part upload's ETag is the MD5 of
+        its bytes, with SSE-S3 too; a multipart or KMS ETag never matches, so we write)."""
+        try:
+            with self._translated("write", key):  # the caller is writing: say so
+                head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ObjectNotFound:
+            return False
+        digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        return bool(
+            head.get("ContentLength") == len(data) and head.get("ETag", "").strip('"') == digest
+        )
 
     def exists(self, key: str) -> bool:
         try:

@@ -61,6 +61,24 @@ def test_sse_can_be_turned_off(s3_server: SeaweedS3, s3_bucket: str) -> None:
     assert "ServerSideEncryption" not in head
 
 
+def test_rewriting_the_same_bytes_adds_no_version_but_new_bytes_do(
+    store: S3Storage, s3_server: SeaweedS3, s3_bucket: str
+) -> None:
+    client = s3_server.client()
+    client.put_bucket_versioning(Bucket=s3_bucket, VersioningConfiguration={"Status": "Enabled"})
+
+    def versions() -> int:
+        listed = client.list_object_versions(Bucket=s3_bucket, Prefix="renders/out.webp")
+        return len(listed.get("Versions", []))
+
+    store.put("out.webp", b"same bytes", "image/webp")
+    store.put("out.webp", b"same bytes", "image/webp")  # a redelivered job's write
+    assert versions() == 1
+    store.put("out.webp", b"other bytes", "image/webp")  # a changed recipe overwrites
+    assert versions() == 2
+    assert store.get("out.webp") == b"other bytes"
+
+
 def test_list_is_sorted_and_relative_to_the_store_prefix(
     store: S3Storage, s3_server: SeaweedS3, s3_bucket: str
 ) -> None:
