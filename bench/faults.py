@@ -32,10 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobs.keys import Keys
 from jobs.states import JobState
-from jobs.store import JobRecord, JobStore
-from tests.fixtures.faults import (
+from testbed.faults import (
     FaultRig,
     Tally,
     dismantle,
@@ -44,7 +42,9 @@ from tests.fixtures.faults import (
     wait_finished,
     wait_succeeded,
 )
-from tests.fixtures.workers import WorkerProcess
+from testbed.workers import WorkerProcess
+from transport.keyspace import Keyspace
+from transport.store import JobRecord, JobStore
 from workers.heartbeat import live_workers
 
 MID_BATCH = 0.2  # the fault strikes once this share of the batch has succeeded
@@ -124,7 +124,7 @@ def wait_beating(rig: FaultRig, worker: WorkerProcess, timeout: float = 60) -> N
     client = rig.client
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        beats = live_workers(client, Keys())
+        beats = live_workers(client, Keyspace())
         if any(h.startswith(worker.name) and b.get("pid") == worker.pid for h, b in beats.items()):
             return
         if worker.proc.poll() is not None:
@@ -221,7 +221,7 @@ HEADER = ["scenario", "jobs", "succeeded", "canceled", "failed", "lost", "duplic
 
 def main(argv: Sequence[str] | None = None) -> None:
     from bench.harness import table
-    from tests.fixtures.s3 import start_seaweed
+    from testbed.s3 import start_seaweed
 
     parser = argparse.ArgumentParser(description="darkroom under faults")
     parser.add_argument("--jobs", type=int, default=500)

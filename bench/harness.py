@@ -12,8 +12,8 @@ from pathlib import Path
 
 import redis
 
-from jobs.broker import EmbeddedRedis, start_redis
-from jobs.keys import Keys
+from transport.embedded import EmbeddedRedis, start_redis
+from transport.keyspace import Keyspace
 from workers.cli import worker_argv
 from workers.heartbeat import stop_process_group, wait_until_beating
 
@@ -77,7 +77,7 @@ class Lab:
             start_new_session=True,
         )
         self.procs.append(proc)
-        wait_until_beating(self.client, Keys(), name, proc=proc)
+        wait_until_beating(self.client, Keyspace(), name, proc=proc)
         return proc
 
     def stop(self, proc: subprocess.Popen[bytes]) -> None:

@@ -38,7 +38,7 @@ from pipelines.generative.tiny import make_tiny, publish_tiny
 from pipelines.identity import IdentityPortrait, identity_portrait
 from pipelines.identity.gate import IdentityScorer
 from pipelines.identity.subject import find_subject
-from pipelines.portrait.resident import face_analyzer
+from pipelines.portrait.nets import face_analyzer
 from workers.resident import ResidentModels
 
 

@@ -33,14 +33,14 @@ from pathlib import Path
 import httpx
 
 from bench.harness import ROOT, Lab, lab, percentile, table
-from jobs.broker import free_port
-from jobs.keys import Keys
-from jobs.queues import list_keys
 from jobs.schema import Lane, OutputSpec, Recipe, Step
 from jobs.settings import Settings
+from producer.api_keys import KeyLimits, KeyRing
 from producer.batch import submit_batch
-from producer.keys import KeyLimits, KeyRing
 from producer.sources import SourceItem
+from transport.embedded import free_port
+from transport.keyspace import Keyspace
+from transport.messages import priority_lists
 
 BACKLOG = Recipe(
     name="backlog",
@@ -181,7 +181,7 @@ class ServerSide:
 
 def server_side(here: Lab, began: float, ended: float) -> ServerSide:
     client = here.client
-    names = list(client.scan_iter(match=f"{Keys().prefix}:job:*", count=1000))
+    names = list(client.scan_iter(match=f"{Keyspace().prefix}:job:*", count=1000))
     pipe = client.pipeline(transaction=False)
     for name in names:
         pipe.hmget(name, "queue", "queued_at", "running_at", "succeeded_at", "batch")
@@ -194,7 +194,7 @@ def server_side(here: Lab, began: float, ended: float) -> ServerSide:
             done += 1
         if lane == "final" and not batch:
             submitted += 1
-    left = sum(client.llen(k) for k in list_keys("cpu.final"))
+    left = sum(client.llen(k) for k in priority_lists("cpu.final"))
     return ServerSide(waits, done, submitted, left)
 
 
@@ -225,7 +225,7 @@ def measure(load: Load) -> LoadResult:
         here.worker("final", name="load-final")
         queue_backlog(here, photo, load.backlog)
         limits = KeyLimits(rate_per_min=100_000, concurrency=100_000)
-        key = KeyRing(here.client, Keys()).create("load", limits).key
+        key = KeyRing(here.client, Keyspace()).create("load", limits).key
         with running_api(here) as url:
             began = time.time()
             recorded = run_locust(here, url, key, photo, load)

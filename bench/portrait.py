@@ -120,7 +120,7 @@ def latency_rows(models: Any, runs: int) -> list[tuple[str, str, str, str]]:
     """(what, lane, median wall ms, median CPU ms) for each portrait op and the recipe at 1 MP."""
     import jobs.ops.portrait  # noqa: F401  (registers the portrait ops)
     from jobs.schema import Lane
-    from pipelines.portrait.resident import face_analyzer
+    from pipelines.portrait.nets import face_analyzer
 
     image = photo_1mp()
     buffer = io.BytesIO()
@@ -151,7 +151,7 @@ def quality_rows(models: Any) -> list[tuple[str, str, str]]:
     """(segmenter, IoU vs the traced astronaut, person share of a photo with no person)."""
     from skimage import data
 
-    from pipelines.portrait.resident import face_analyzer, selfie_segmenter
+    from pipelines.portrait.nets import face_analyzer, selfie_segmenter
     from pipelines.portrait.segmentation import GrabCutSegmenter, refine_alpha
 
     astronaut, reference = data.astronaut(), astronaut_subject_mask()
@@ -176,9 +176,9 @@ def preview_lane_rows(wheels: Path, runs: int) -> list[tuple[str, str, str, str]
     from bench.harness import lab
     from jobs.schema import Job, Lane, OutputSpec
     from jobs.settings import Settings
-    from jobs.store import JobStore, Submission
     from model_store import ModelStore
     from producer.recipes import load_recipe
+    from transport.store import JobStore, Submission
 
     recipe = load_recipe(ROOT / "darkroom" / "recipes" / "portrait_retouch.yaml").recipe
     with lab() as here:

@@ -27,8 +27,8 @@ from PIL import Image
 from bench.harness import Lab, lab, percentile, table
 from jobs.schema import Job, Lane, OutputSpec, Recipe, Step
 from jobs.settings import Settings
-from jobs.store import JobStore, Submission
 from jobs.tiers import queue_name
+from transport.store import JobStore, Submission
 
 NOOP = Recipe(steps=[Step(op="convert", params={"mode": "rgb"})])
 BUSY = Recipe(steps=[Step(op="sharpen", params={"amount": 1.0})])

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from jobs.keys import Keys
+from transport.keyspace import Keyspace
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from jobs.settings import Settings
 
 
-def webhook_deliverer(settings: Settings, redis: Redis, keys: Keys) -> Callable[[], None]:
+def webhook_deliverer(settings: Settings, redis: Redis, keys: Keyspace) -> Callable[[], None]:
     """Start `workers.webhooks`' deliverer as a thread; returns its stop.
 
     Wired here, in the composition root: the API library (`producer.api`) never imports

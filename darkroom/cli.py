@@ -16,7 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cancel": ("producer.cli:cancel", "cancel a queued or running job"),
     "worker": ("workers.cli:worker", "run a worker for a tier and lane"),
     "api": ("darkroom.api:api", "serve the HTTP API (and deliver webhooks)"),
-    "keys": ("producer.keys:keys", "create, list and revoke API keys"),
+    "keys": ("producer.api_keys:keys", "create, list and revoke API keys"),
     "webhooks": ("workers.webhooks:webhooks", "deliver queued webhooks"),
     "models": ("darkroom.models:models", "publish, list, promote and verify models"),
     "autoscale": ("workers.autoscale.cli:autoscale", "size worker pools from queue depth"),

@@ -21,9 +21,9 @@ import yaml
 
 from darkroom.samples import RESTORE_RECIPE, make_portrait_set, make_sample_set
 from darkroom.selfie import publish_selfie
-from jobs.broker import EmbeddedRedis, start_redis
-from jobs.keys import Keys
 from jobs.settings import Settings, load_settings
+from transport.embedded import EmbeddedRedis, start_redis
+from transport.keyspace import Keyspace
 from workers.cli import worker_argv
 from workers.heartbeat import stop_process_group, wait_until_beating
 
@@ -73,7 +73,7 @@ def demo(out: str, concurrency: int) -> None:
         )
         try:
             wait_until_beating(
-                redis.Redis.from_url(url), Keys(), "demo-final", proc=worker, timeout_s=90
+                redis.Redis.from_url(url), Keyspace(), "demo-final", proc=worker, timeout_s=90
             )
         except (RuntimeError, TimeoutError) as exc:
             raise click.ClickException(f"{exc}; see {worker_log}") from None

@@ -2,8 +2,8 @@
 
 import click
 
-from jobs.broker import stop_embedded
 from jobs.settings import load_settings
+from transport.embedded import stop_embedded
 
 
 @click.command()

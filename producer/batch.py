@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from jobs.errors import SchemaError
-from jobs.keys import Keys
 from jobs.schema import Job, Lane, OutputSpec, Recipe
-from jobs.store import EnqueueReport, JobStore, Submission
 from jobs.tiers import queue_name, route
 from producer.results import ResultRow, batch_results
 from producer.sources import SourceItem, destination_uri
+from transport.keyspace import Keyspace
+from transport.store import EnqueueReport, JobStore, Submission
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -105,7 +105,7 @@ class BatchProgress:
 
 def store_for(settings: Settings, redis: Redis) -> JobStore:
     """The job store under the configured key prefix and TTL."""
-    return JobStore(redis, Keys(settings.key_prefix), ttl_s=settings.job_ttl_s)
+    return JobStore(redis, Keyspace(settings.key_prefix), ttl_s=settings.job_ttl_s)
 
 
 def check_batch_name(name: str) -> str:

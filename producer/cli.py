@@ -16,7 +16,6 @@ from tqdm import tqdm
 
 from jobs.errors import SchemaError
 from jobs.schema import Lane, OutputSpec
-from jobs.store import JobStore
 from producer.batch import (
     BatchHandle,
     BatchProgress,
@@ -37,6 +36,7 @@ from producer.cli_common import (
 from producer.cli_inspect import cancel, queues, status, write_batch_reports
 from producer.recipes import LoadedRecipe, first_error, load_recipe, recipe_from_ops
 from producer.sources import destination_uri, expand_sources
+from transport.store import JobStore
 
 if TYPE_CHECKING:
     from redis import Redis

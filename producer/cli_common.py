@@ -58,8 +58,8 @@ def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
 
 def settings_and_redis() -> tuple[Settings, Redis]:
     """Settings from the environment, and a client for the (embedded) Redis."""
-    from jobs.broker import connect
     from jobs.settings import load_settings
+    from transport.embedded import connect
 
     settings = load_settings()
     return settings, connect(settings)

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any
 import click
 from tqdm import tqdm
 
-from jobs.store import JobRecord, JobStore
 from producer.batch import BatchProgress, store_for
 from producer.cli_common import EXIT_USAGE, Failure, echo_json, one_line_errors, settings_and_redis
 from producer.queue_stats import queue_stats
 from producer.report import ReportPaths, write_reports
 from producer.results import ResultRow, batch_results
+from transport.store import JobRecord, JobStore
 
 if TYPE_CHECKING:
     from redis import Redis

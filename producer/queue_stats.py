@@ -13,9 +13,9 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from jobs.keys import Keys
-from jobs.queues import UNACKED_HASH, decode_unacked, list_keys
 from jobs.tiers import all_queues
+from transport.depths import queue_depths, unacked_jobs
+from transport.keyspace import Keyspace
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -39,7 +39,7 @@ class QueueStats:
 
 def live_workers(settings: Settings, redis: Redis) -> list[dict[str, Any]]:
     """Heartbeats of the workers alive now, by hostname; dead hostnames are pruned."""
-    keys = Keys(settings.key_prefix)
+    keys = Keyspace(settings.key_prefix)
     hostnames = sorted(_text(h) for h in redis.smembers(keys.workers()))
     if not hostnames:
         return []
@@ -72,27 +72,12 @@ def _decode(raw: bytes | str | None) -> dict[str, Any] | None:
 
 def in_flight(redis: Redis) -> Counter[str]:
     """Messages delivered but not yet acknowledged, per queue."""
-    counts: Counter[str] = Counter()
-    for _tag, raw in redis.hscan_iter(UNACKED_HASH, count=1000):
-        _job_id, queue = decode_unacked(raw)
-        if queue:
-            counts[queue] += 1
-    return counts
-
-
-def depths(redis: Redis, queues: list[str]) -> dict[str, int]:
-    pipe = redis.pipeline(transaction=False)
-    for queue in queues:
-        for key in list_keys(queue):
-            pipe.llen(key)
-    lengths = pipe.execute()
-    per = len(list_keys("q"))
-    return {q: sum(lengths[i * per : (i + 1) * per]) for i, q in enumerate(queues)}
+    return Counter({queue: len(ids) for queue, ids in unacked_jobs(redis).items()})
 
 
 def busy_by_queue(settings: Settings, redis: Redis, workers: list[dict[str, Any]]) -> Counter[str]:
     """Workers rendering now, counted on the queue their current job came from."""
-    keys = Keys(settings.key_prefix)
+    keys = Keyspace(settings.key_prefix)
     jobs = [str(w["job"]) for w in workers if w.get("job")]
     if not jobs:
         return Counter()
@@ -110,7 +95,7 @@ def queue_stats(settings: Settings, redis: Redis) -> list[QueueStats]:
     queues = all_queues(settings.tiers())
     extra = {q for w in workers for q in w.get("queues", []) if isinstance(q, str)}
     queues += sorted((extra | set(flying) | set(busy)) - set(queues))
-    depth = depths(redis, queues)
+    depth = queue_depths(redis, queues)
     return [
         QueueStats(
             queue=q,

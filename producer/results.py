@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from jobs.store import JobRecord, JobStore
+from transport.store import JobRecord, JobStore
 
 READ_CHUNK = 1000
 EXPIRED = "expired"  # the batch lists the job but its record is gone (TTL)

@@ -34,8 +34,8 @@ FILE_OPTION = click.option(
 
 
 def _context() -> tuple[Settings, Redis]:
-    from jobs.broker import connect
     from jobs.settings import load_settings
+    from transport.embedded import connect
 
     settings = load_settings()
     return settings, connect(settings)

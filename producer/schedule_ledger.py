@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from jobs.errors import DarkroomError
-from jobs.keys import Keys
+from transport.keyspace import Keyspace
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -56,7 +56,7 @@ class Ledger:
 
     def __init__(self, redis: Redis, prefix: str, schedule: str) -> None:
         self.redis = redis
-        base = Keys(prefix).schedule(schedule)
+        base = Keyspace(prefix).schedule(schedule)
         self.seen_key, self.last_key, self.lock_key = f"{base}:seen", f"{base}:last", f"{base}:lock"
         self._token = f"{os.getpid()}-{uuid.uuid4().hex}"
 

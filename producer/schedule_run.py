@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 from jobs.errors import SchemaError
-from jobs.keys import Keys
 from jobs.schema import Lane
 from jobs.states import JobState
-from jobs.store import JobStore
 from producer.batch import submit_batch
 from producer.schedule_config import Schedule
 from producer.schedule_ledger import FAILED, PENDING, SUCCEEDED, Entry, Ledger
 from producer.sources import SourceItem, expand_sources
+from transport.keyspace import Keyspace
+from transport.store import JobStore
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -108,7 +108,7 @@ def run_schedule(
     # unique per run: a changed scan must get a new job id, even within one second
     run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started)) + f"-{os.urandom(2).hex()}"
     report = RunReport(schedule.name, run_id, started)
-    store = JobStore(redis, Keys(settings.key_prefix), ttl_s=settings.job_ttl_s)
+    store = JobStore(redis, Keyspace(settings.key_prefix), ttl_s=settings.job_ttl_s)
     ledger = Ledger(redis, settings.key_prefix, schedule.name)
     ledger.acquire()
     try:

@@ -14,9 +14,9 @@ from typing import Any
 
 from celery import Celery
 
-from jobs.broker import redis_url
-from jobs.queues import PRIORITY_STEPS, SEP
 from jobs.settings import Settings
+from transport.embedded import redis_url
+from transport.messages import PRIORITY_STEPS, SEP
 
 
 def celery_config(settings: Settings, broker_url: str) -> dict[str, Any]:
@@ -93,8 +93,8 @@ def _beat_while_serving(app: Celery, settings: Settings) -> None:
     """Start the heartbeat (and dead-worker sweep) when the worker is ready."""
     from celery import signals
 
-    from jobs.broker import connect
-    from jobs.keys import Keys
+    from transport.embedded import connect
+    from transport.keyspace import Keyspace
     from workers.heartbeat import Heartbeat
 
     beats: list[Heartbeat] = []
@@ -104,7 +104,7 @@ def _beat_while_serving(app: Celery, settings: Settings) -> None:
         tier = app.conf.get("darkroom_tier")
         beat = Heartbeat(
             redis=connect(settings),
-            keys=Keys(settings.key_prefix),
+            keys=Keyspace(settings.key_prefix),
             hostname=sender.hostname,
             info={
                 "tier": tier.name if tier else None,

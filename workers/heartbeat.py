@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from subprocess import Popen, TimeoutExpired
 from typing import TYPE_CHECKING, Any
 
-from jobs.keys import Keys
-from jobs.queues import UNACKED_HASH, UNACKED_INDEX, list_key
-from jobs.store import JobStore
+from transport.keyspace import Keyspace
+from transport.messages import UNACKED_HASH, UNACKED_INDEX, priority_list
+from transport.store import JobStore
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -48,10 +48,10 @@ ORPHAN_GRACE_S = 10.0
 
 @dataclass
 class Heartbeat:
-    """Beats `Keys.worker(hostname)` and, when it holds the lock, sweeps dead workers."""
+    """Beats `Keyspace.worker(hostname)` and, when it holds the lock, sweeps dead workers."""
 
     redis: Redis
-    keys: Keys
+    keys: Keyspace
     hostname: str
     info: dict[str, object]
     interval_s: float = 1.0
@@ -111,7 +111,7 @@ class Heartbeat:
         return False
 
 
-def live_workers(redis: Redis, keys: Keys) -> dict[str, dict[str, Any]]:
+def live_workers(redis: Redis, keys: Keyspace) -> dict[str, dict[str, Any]]:
     """hostname -> heartbeat record of every worker beating now."""
     names = sorted(_text(n) for n in redis.smembers(keys.workers()))
     if not names:
@@ -124,7 +124,7 @@ def live_workers(redis: Redis, keys: Keys) -> dict[str, dict[str, Any]]:
     return live
 
 
-def sweep(redis: Redis, keys: Keys, now: float | None = None) -> list[str]:
+def sweep(redis: Redis, keys: Keyspace, now: float | None = None) -> list[str]:
     """Requeue jobs that dead (or restarted) workers held; returns the job ids put back.
 
     First the unacknowledged messages of such workers go back to the front of their
@@ -155,7 +155,7 @@ def sweep(redis: Redis, keys: Keys, now: float | None = None) -> list[str]:
 
 
 def _restore_unacked(
-    redis: Redis, keys: Keys, live: Mapping[str, Mapping[str, Any]], now: float
+    redis: Redis, keys: Keyspace, live: Mapping[str, Mapping[str, Any]], now: float
 ) -> tuple[list[str], set[str]]:
     unacked = redis.hgetall(UNACKED_HASH)
     scored: Any = redis.zrange(UNACKED_INDEX, 0, -1, withscores=True)
@@ -179,7 +179,7 @@ def _restore_unacked(
             continue
         message["headers"]["redelivered"] = True
         if restore(
-            keys=[UNACKED_HASH, UNACKED_INDEX, list_key(routing_key, priority)],
+            keys=[UNACKED_HASH, UNACKED_INDEX, priority_list(routing_key, priority)],
             args=[tag, raw, json.dumps(message)],
         ):
             log.warning("requeued job %s from dead worker %s", job_id, worker or "?")
@@ -235,7 +235,7 @@ def _abandoned(
 
 def wait_until_beating(
     redis: Redis,
-    keys: Keys,
+    keys: Keyspace,
     name_prefix: str,
     *,
     proc: Popen[bytes] | None = None,

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from jobs.queues import RENDER_TASK
+from transport.messages import RENDER_TASK
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -194,7 +194,7 @@ class WorkerMetrics:
     def _connection(self) -> Redis:
         # one connection per process: a forked child must not share its parent's socket
         if self._redis is None or self._redis[0] != os.getpid():
-            from jobs.broker import connect
+            from transport.embedded import connect
 
             self._redis = (os.getpid(), connect(self.settings))
         return self._redis[1]
@@ -297,18 +297,18 @@ def registry_for(settings: Settings, redis: Redis | None = None) -> Any:
     from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
 
-    from jobs.keys import Keys
     from jobs.tiers import all_queues
+    from transport.keyspace import Keyspace
     from workers.autoscale.collector import QueueCollector
 
     registry = CollectorRegistry()
     if settings.metrics_dir is not None:
         MultiProcessCollector(registry, path=str(settings.metrics_dir))
     if redis is None:
-        from jobs.broker import connect
+        from transport.embedded import connect
 
         redis = connect(settings)
-    keys = Keys(settings.key_prefix)
+    keys = Keyspace(settings.key_prefix)
     registry.register(QueueCollector(redis, keys, all_queues(settings.tiers())))
     return registry
 

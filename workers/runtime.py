@@ -10,11 +10,11 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from jobs.broker import connect
-from jobs.keys import Keys
 from jobs.settings import Settings
-from jobs.store import JobStore
 from jobs.tiers import Tier
+from transport.embedded import connect
+from transport.keyspace import Keyspace
+from transport.store import JobStore
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -26,7 +26,7 @@ class Runtime:
     tier: Tier
     redis: Redis
     store: JobStore
-    keys: Keys
+    keys: Keyspace
     slots: int = 1
     """Jobs this worker runs at once; CPU renders share the cores between them."""
     _models: Any = field(default=None, repr=False)
@@ -68,7 +68,7 @@ def runtime(settings: Settings, tier: Tier, slots: int = 1) -> Runtime:
     """This process's runtime (a fresh one in a forked child)."""
     global _runtime
     if _runtime is None or _runtime[0] != os.getpid():
-        keys = Keys(settings.key_prefix)
+        keys = Keyspace(settings.key_prefix)
         redis = connect(settings)
         store = JobStore(redis, keys, ttl_s=settings.job_ttl_s)
         _runtime = (os.getpid(), Runtime(settings, tier, redis, store, keys, slots=slots))

@@ -15,11 +15,11 @@ from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from jobs.errors import JobCanceled, JobError, OutOfMemory, SchemaError
-from jobs.queues import RENDER_TASK
 from jobs.schema import Job
 from jobs.states import ErrorCode, JobState
-from jobs.store import JobRecord, TransitionRefused
 from jobs.tiers import next_larger, queue_name
+from transport.messages import RENDER_TASK
+from transport.store import JobRecord, TransitionRefused
 from workers import webhooks
 from workers.heartbeat import live_workers
 from workers.render import Hooks, render

@@ -21,9 +21,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
-from jobs.queues import list_keys  # noqa: E402
 from jobs.settings import Settings  # noqa: E402
 from jobs.tiers import DEFAULT_TIERS, Tier  # noqa: E402
+from transport.messages import priority_lists  # noqa: E402
 from workers.autoscale.pools import Pool, load_pools  # noqa: E402
 
 NAMESPACE = "darkroom"
@@ -121,7 +121,7 @@ def scaled_object(pool: Pool) -> dict[str, Any]:
         {"type": "redis", "metadata": {"address": REDIS_ADDRESS, "listName": key,
                                        "listLength": str(per_replica),
                                        "activationListLength": "0", "databaseIndex": "0"}}
-        for key in list_keys(pool.queue)
+        for key in priority_lists(pool.queue)
     ]  # fmt: skip
     name = pool.k8s.deployment if pool.k8s else ""
     return {

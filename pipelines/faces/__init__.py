@@ -11,9 +11,9 @@ from pipelines.faces.analyzer import (
     similarity,
     to_bgr,
 )
+from pipelines.faces.arcface import ARCFACE_MODEL, ArcFaceEncoder, align_arcface
 from pipelines.faces.artifacts import FolderModels, ModelFiles, model_files
 from pipelines.faces.face import KEYPOINT_NAMES, Face, cosine_similarity
-from pipelines.faces.identity import ARCFACE_MODEL, ArcFaceEncoder, align_arcface
 
 __all__ = [
     "ARCFACE_MODEL",

@@ -32,7 +32,7 @@ from pipelines.identity.gate import IdentityScorer, attempt_seeds, run_gate, ver
 from pipelines.identity.keypoints import draw_keypoints, map_keypoints
 from pipelines.identity.layout import FACE_ENCODER, IP_ADAPTER_FILE, IP_ADAPTER_FOLDER
 from pipelines.identity.subject import Subject, average_embeddings, find_subject
-from pipelines.portrait.resident import face_analyzer
+from pipelines.portrait.nets import face_analyzer
 
 
 class _LinkedFiles:

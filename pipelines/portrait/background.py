@@ -8,7 +8,7 @@ from PIL import Image
 from jobs.errors import InputInvalid
 from jobs.ops.portrait import RemoveBackgroundParams
 from pipelines.base import OpContext
-from pipelines.portrait.resident import segmenter_for
+from pipelines.portrait.nets import segmenter_for
 from pipelines.portrait.segmentation import refine_alpha, work_image
 
 

@@ -10,7 +10,7 @@ from jobs.errors import FaceNotFound
 from jobs.ops.portrait import DetectFacesParams, SkinSmoothParams
 from pipelines.base import OpContext
 from pipelines.faces import Face
-from pipelines.portrait.resident import face_analyzer
+from pipelines.portrait.nets import face_analyzer
 from pipelines.portrait.skin import blend, face_crop, skin_mask, smooth_patch
 
 PREVIEW_EYE_DISTANCE = 60.0

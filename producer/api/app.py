@@ -16,9 +16,6 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
-from jobs.broker import connect, redis_url
-from jobs.keys import Keys
-from jobs.store import JobStore
 from producer.api import errors
 from producer.api.body import BodyLimit
 from producer.api.context import ApiContext, ApiOptions
@@ -27,7 +24,10 @@ from producer.api.events import JobEvents
 from producer.api.limits import Limits
 from producer.api.openapi import document
 from producer.api.outputs import Outputs
-from producer.keys import KeyRing
+from producer.api_keys import KeyRing
+from transport.embedded import connect, redis_url
+from transport.keyspace import Keyspace
+from transport.store import JobStore
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from jobs.settings import Settings
 
 # A background service: started with the app's settings, Redis and keys; returns its stop.
-Service = Callable[["Settings", "Redis", Keys], Callable[[], None]]
+Service = Callable[["Settings", "Redis", Keyspace], Callable[[], None]]
 
 DESCRIPTION = """\
 Submit image edits, wait for previews, stream progress, get webhooks.
@@ -55,7 +55,7 @@ def _version() -> str:
 def build_context(settings: Settings, options: ApiOptions) -> ApiContext:
     import redis.asyncio
 
-    keys = Keys(settings.key_prefix)
+    keys = Keyspace(settings.key_prefix)
     sync = connect(settings)
     url = redis_url(settings)
     requests = redis.asyncio.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5)

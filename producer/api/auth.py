@@ -11,7 +11,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from producer.api.context import ApiContext, api_context
 from producer.api.errors import ApiError
-from producer.keys import ApiKey
+from producer.api_keys import ApiKey
 
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer drk_...")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="or X-API-Key: drk_...")

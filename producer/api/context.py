@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 from fastapi import Request
 
-from jobs.keys import Keys
-from jobs.store import JobStore
+from transport.keyspace import Keyspace
+from transport.store import JobStore
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from producer.api.events import JobEvents
     from producer.api.limits import Limits
     from producer.api.outputs import Outputs
-    from producer.keys import KeyRing
+    from producer.api_keys import KeyRing
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class ApiContext:
     options: ApiOptions
     redis: Redis
     aredis: AsyncRedis
-    keys: Keys
+    keys: Keyspace
     store: JobStore
     ring: KeyRing
     limits: Limits

@@ -1,13 +1,13 @@
 """Waking requests when a job finishes, without polling.
 
-A worker publishes `<job id> <state>` on `Keys.job_events()` as soon as it records a
+A worker publishes `<job id> <state>` on `Keyspace.job_events()` as soon as it records a
 terminal state (`workers.webhooks.job_finished`). Each API process holds one
 subscription and sets the `asyncio.Event` of every request waiting on that job; a
 waiter re-reads the job's hash when woken, and at least once a second anyway, so a
 dropped subscription costs latency, never a wrong answer.
 
 Jobs the API ends itself (a queued job canceled by `DELETE`, or one past its
-`cancel_after`) are announced with the same `jobs.notices.announce_finish` workers use.
+`cancel_after`) are announced with the same `transport.notices.announce_finish` workers use.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
-from jobs.keys import Keys
 from jobs.states import JobState
+from transport.keyspace import Keyspace
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis as AsyncRedis
@@ -34,7 +34,7 @@ KEEPALIVE_S = 15.0  # proxies drop idle streams; an SSE comment line keeps them 
 class JobEvents:
     """One pub/sub subscription per process, fanned out to waiting requests."""
 
-    def __init__(self, redis: AsyncRedis, keys: Keys) -> None:
+    def __init__(self, redis: AsyncRedis, keys: Keyspace) -> None:
         self.redis = redis
         self.keys = keys
         self._waiters: dict[str, set[asyncio.Event]] = {}

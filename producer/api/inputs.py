@@ -32,7 +32,7 @@ from storage.sniff import sniff
 if TYPE_CHECKING:
     from jobs.settings import Settings
     from producer.api.outputs import Outputs
-    from producer.keys import ApiKey
+    from producer.api_keys import ApiKey
 
 
 def check_input(uri: str, key: ApiKey, outputs: Outputs, settings: Settings) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from jobs.keys import Keys
+from transport.keyspace import Keyspace
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -80,7 +80,7 @@ class RateDecision:
 class Limits:
     """The two admission checks, over one Redis."""
 
-    def __init__(self, redis: Redis, keys: Keys, job_ttl_s: int) -> None:
+    def __init__(self, redis: Redis, keys: Keyspace, job_ttl_s: int) -> None:
         self.redis = redis
         self.keys = keys
         self.job_ttl_s = job_ttl_s

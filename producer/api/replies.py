@@ -22,7 +22,7 @@ from producer.api.models import InlineImage
 from producer.api.outputs import read_webp
 from producer.api.requests import Wait
 from producer.api.views import job_view, owned
-from producer.keys import ApiKey
+from producer.api_keys import ApiKey
 
 
 async def answer(

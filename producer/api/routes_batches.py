@@ -31,8 +31,8 @@ from producer.api.submit import (
     release_idempotency,
 )
 from producer.api.views import job_view
+from producer.api_keys import ApiKey
 from producer.batch import BatchProgress
-from producer.keys import ApiKey
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 PAGE_MAX = 500

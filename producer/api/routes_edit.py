@@ -27,8 +27,8 @@ from producer.api.routes_jobs import (
     WaitQuery,
 )
 from producer.api.submit import create_one
+from producer.api_keys import ApiKey
 from producer.edit_phrases import UnknownInstruction, recipe_for, understood
-from producer.keys import ApiKey
 
 router = APIRouter(tags=["compatibility"])
 

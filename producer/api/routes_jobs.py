@@ -9,7 +9,6 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from jobs.notices import announce_finish
 from jobs.states import JobState
 from producer.api.auth import Caller, Context
 from producer.api.context import ApiContext
@@ -22,7 +21,8 @@ from producer.api.replies import answer
 from producer.api.requests import ParsedJob, read_job, wait_of
 from producer.api.submit import create_one, recipe_of
 from producer.api.views import has_webhook, job_view, load
-from producer.keys import ApiKey
+from producer.api_keys import ApiKey
+from transport.notices import announce_finish
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 

@@ -23,13 +23,13 @@ from pydantic import ValidationError
 
 from jobs.errors import SchemaError
 from jobs.schema import Job, OutputSpec, Recipe, Step, new_job_id
-from jobs.store import Submission
 from jobs.tiers import queue_name, route
 from producer.api.context import ApiContext
 from producer.api.errors import ApiError, summary, validation_details
 from producer.api.inputs import VettedUpload, check_input, check_webhook
 from producer.api.models import JobOptions, StepIn
-from producer.keys import ApiKey
+from producer.api_keys import ApiKey
+from transport.store import Submission
 
 IDEMPOTENCY_KEY_MAX = 200
 CONCURRENCY_RETRY_S = "2"

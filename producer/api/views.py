@@ -12,14 +12,14 @@ import time
 from typing import Any
 
 from jobs.errors import DarkroomError
-from jobs.notices import announce_finish
 from jobs.states import ErrorCode, JobState
-from jobs.store import JobRecord, TransitionRefused
 from producer.api.context import ApiContext
 from producer.api.errors import ApiError
 from producer.api.models import ErrorInfo, JobView, WebhookView
-from producer.keys import ApiKey
+from producer.api_keys import ApiKey
 from producer.results import timings
+from transport.notices import announce_finish
+from transport.store import JobRecord, TransitionRefused
 
 Raw = dict[Any, Any]  # a job's hash as redis-py returns it (bytes -> bytes)
 DEADLINE_MESSAGE = "not started before its cancel_after deadline"

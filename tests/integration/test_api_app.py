@@ -21,12 +21,12 @@ import redis
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from jobs.keys import Keys
-from jobs.queues import list_key
 from jobs.schema import Job
 from jobs.settings import Settings
 from producer.api import ApiOptions, create_app
-from producer.keys import KeyLimits, KeyRing
+from producer.api_keys import KeyLimits, KeyRing
+from transport.keyspace import Keyspace
+from transport.messages import priority_list
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +66,7 @@ def png(side: int = 32) -> bytes:
 
 
 def stored_job(redis_client: redis.Redis, job_id: str) -> Job:
-    raw = redis_client.hget(Keys().job(job_id), "job")
+    raw = redis_client.hget(Keyspace().job(job_id), "job")
     assert raw is not None
     return Job.from_json(raw)
 
@@ -136,7 +136,7 @@ def test_an_idempotency_key_maps_the_same_body_to_the_same_job(
     again = client.post("/v1/jobs", json={"input": URL, **SHARPEN}, headers=headers)
     assert first.status_code == 202 and again.status_code == 200
     assert again.json()["id"] == first.json()["id"]
-    assert redis_client.llen(list_key("cpu.final", 5)) == 1  # queued once
+    assert redis_client.llen(priority_list("cpu.final", 5)) == 1  # queued once
     changed = client.post(
         "/v1/jobs", json={"input": URL, "ops": [{"op": "denoise"}]}, headers=headers
     )
@@ -213,7 +213,7 @@ def test_jobs_expire_after_the_job_ttl(
 ) -> None:
     headers = key_for(redis_client, "ephemeral")
     job_id = client.post("/v1/jobs", json={"input": URL, **SHARPEN}, headers=headers).json()["id"]
-    ttl = redis_client.ttl(Keys().job(job_id))
+    ttl = redis_client.ttl(Keyspace().job(job_id))
     assert 0 < ttl <= settings.job_ttl_s
 
 
@@ -434,7 +434,7 @@ def test_bad_input_gets_a_4xx_and_the_api_keeps_serving(
     assert answer.status_code == status, (label, answer.text[:300])
     assert set(answer.json()) == {"error"} and answer.json()["error"]["message"]
     assert client.get("/healthz").status_code == 200
-    assert redis_client.llen(list_key("cpu.final", 5)) == 0  # nothing was queued
+    assert redis_client.llen(priority_list("cpu.final", 5)) == 0  # nothing was queued
 
 
 def test_a_keys_own_upload_caps_apply(client: TestClient, redis_client: redis.Redis) -> None:

@@ -21,11 +21,11 @@ import redis
 from PIL import Image
 from skimage import data
 
-from jobs.broker import EmbeddedRedis
-from producer.keys import KeyLimits, KeyRing
-from tests.fixtures.workers import WorkerFactory
+from producer.api_keys import KeyLimits, KeyRing
+from testbed.workers import WorkerFactory
 from tests.integration.test_api_server import ApiServer, new_key, start_api
 from tests.integration.test_webhooks import Receiver
+from transport.embedded import EmbeddedRedis
 from workers.webhooks import SIGNATURE_HEADER, verify
 
 pytestmark = pytest.mark.integration

@@ -9,9 +9,9 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from jobs.broker import EmbeddedRedis
-from jobs.keys import Keys
-from producer.keys import KeyRing, digest, keys
+from producer.api_keys import KeyRing, digest, keys
+from transport.embedded import EmbeddedRedis
+from transport.keyspace import Keyspace
 from workers.webhooks import webhooks
 
 pytestmark = pytest.mark.integration
@@ -44,7 +44,7 @@ def test_a_key_is_shown_once_stored_hashed_listed_and_revoked(
     key = re.search(r"API key:\s+(drk_\S+)", created.output)
     key_id = re.search(r"key id:\s+([0-9a-f]{12})", created.output)
     assert key and key_id and "whsec_" in created.output
-    stored = redis_client.hgetall(Keys().api_key(key_id[1]))
+    stored = redis_client.hgetall(Keyspace().api_key(key_id[1]))
     assert key[1].encode() not in b"".join(stored.values())  # never the key itself
     assert stored[b"sha256"] == digest(key[1]).encode()
     record = KeyRing(redis_client).authenticate(key[1])
@@ -67,7 +67,7 @@ def test_keys_create_refuses_a_bad_tenant_or_op(
     for args in (["--tenant", "Not Valid"], ["--tenant", "ok", "--ops", "teleport"]):
         result = runner.invoke(keys, ["create", *args], env=env(redis_server, tmp_path))
         assert result.exit_code == 2 and "Error:" in result.output, result.output
-    assert redis_client.scard(Keys().api_keys()) == 0
+    assert redis_client.scard(Keyspace().api_keys()) == 0
 
 
 def test_webhooks_serve_drains_the_queue_and_stops(

@@ -13,11 +13,11 @@ import pytest
 import redis
 from PIL import Image
 
-from jobs.broker import EmbeddedRedis
-from tests.fixtures.s3 import SeaweedS3
-from tests.fixtures.workers import WorkerFactory
+from testbed.s3 import SeaweedS3
+from testbed.workers import WorkerFactory
 from tests.integration.test_api_e2e import png, upload, wait_state
 from tests.integration.test_api_server import ApiServer, new_key, start_api
+from transport.embedded import EmbeddedRedis
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.broker import EmbeddedRedis
 from tests.integration.test_api_server import ApiServer, new_key, start_api
+from transport.embedded import EmbeddedRedis
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # ~20 s: a few thousand requests
 

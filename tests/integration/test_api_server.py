@@ -20,8 +20,8 @@ import httpx
 import pytest
 import redis
 
-from jobs.broker import EmbeddedRedis, free_port
-from producer.keys import KeyLimits, KeyRing
+from producer.api_keys import KeyLimits, KeyRing
+from transport.embedded import EmbeddedRedis, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ import pytest
 
 from bench.faults import HEADER, FaultReport, kill_a_worker, restart_redis, row, s3_outage
 from jobs.states import JobState
-from tests.fixtures.faults import FaultRig, dismantle, make_rig
-from tests.fixtures.s3 import SeaweedS3
+from testbed.faults import FaultRig, dismantle, make_rig
+from testbed.s3 import SeaweedS3
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -16,8 +16,8 @@ from skimage import data
 
 from jobs import Job, Lane, OutputSpec, Recipe, Step, route
 from jobs.states import ErrorCode, JobState
-from jobs.store import JobStore
-from tests.fixtures.workers import WorkerFactory, run_jobs
+from testbed.workers import WorkerFactory, run_jobs
+from transport.store import JobStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.gen, pytest.mark.slow]
 

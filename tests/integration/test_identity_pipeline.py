@@ -31,7 +31,7 @@ pytest.importorskip("diffusers")
 from model_store import ModelStore, VariantSpec  # noqa: E402
 from pipelines.identity import OPS, IdentityPortrait  # noqa: E402
 from pipelines.identity.subject import average_embeddings, find_subject  # noqa: E402
-from pipelines.portrait.resident import face_analyzer  # noqa: E402
+from pipelines.portrait.nets import face_analyzer  # noqa: E402
 from workers.resident import ResidentModels  # noqa: E402
 
 BUDGET = {"max_side": 96, "preview_side": 64, "steps": 3, "preview_steps": 2}

@@ -19,8 +19,8 @@ from PIL import Image, ImageOps
 import jobs.ops.identity  # noqa: F401  (registers the op until jobs.ops imports it)
 from jobs import Job, Lane, OutputSpec, Recipe, Step, route
 from jobs.states import ErrorCode, JobState
-from jobs.store import JobStore
-from tests.fixtures.workers import WorkerFactory, run_jobs
+from testbed.workers import WorkerFactory, run_jobs
+from transport.store import JobStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.gen, pytest.mark.slow]
 

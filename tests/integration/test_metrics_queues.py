@@ -10,13 +10,13 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from jobs.broker import EmbeddedRedis, free_port
-from jobs.keys import Keys
-from jobs.queues import UNACKED_HASH, list_key
 from jobs.schema import Job, Recipe, Step
 from jobs.settings import Settings
 from jobs.states import JobState
-from jobs.store import JobStore, Submission
+from transport.embedded import EmbeddedRedis, free_port
+from transport.keyspace import Keyspace
+from transport.messages import UNACKED_HASH, priority_list
+from transport.store import JobStore, Submission
 from workers.autoscale.drivers import DryRunDriver
 from workers.autoscale.loop import Autoscaler
 from workers.autoscale.observer import Observer
@@ -35,7 +35,7 @@ def enqueue(store: JobStore, queue: str, priority: int, n: int) -> list[str]:
 
 def deliver(client: redis.Redis, queue: str, priority: int) -> str:
     """Move one message to kombu's unacked hash, as a worker's BRPOP + ack-late does."""
-    raw = client.rpop(list_key(queue, priority))
+    raw = client.rpop(priority_list(queue, priority))
     assert raw is not None
     message = json.loads(raw)
     client.hset(UNACKED_HASH, message["properties"]["delivery_tag"],
@@ -56,7 +56,7 @@ def scrape(port: int) -> dict[tuple[str, str], float]:
 
 @pytest.fixture
 def store(redis_client: redis.Redis) -> JobStore:
-    return JobStore(redis_client, Keys("darkroom"))
+    return JobStore(redis_client, Keyspace("darkroom"))
 
 
 @pytest.fixture
@@ -92,7 +92,7 @@ def test_the_observer_measures_service_time_of_jobs_it_saw_running(
     store: JobStore, redis_client: redis.Redis
 ) -> None:
     enqueue(store, "a10.final", 8, 4)
-    observer = Observer(redis_client, Keys("darkroom"))
+    observer = Observer(redis_client, Keyspace("darkroom"))
     job_id = deliver(redis_client, "a10.final", 8)
     store.transition(job_id, JobState.RUNNING, attempt=True)
     first = observer.sample(["a10.final"])["a10.final"]
@@ -114,7 +114,7 @@ def test_one_tick_against_redis_asks_for_replicas_to_drain_a_backlog(
         {"queue": "a10.preview", "min_replicas": 1, "max_replicas": 4},
     ]})  # fmt: skip
     driver = DryRunDriver()
-    observer = Observer(redis_client, Keys("darkroom"))
+    observer = Observer(redis_client, Keyspace("darkroom"))
     decisions = {d.queue: d for d in Autoscaler(config, observer.sample, driver).step()}
     assert decisions["a10.final"].desired == 3  # 300 x 6 s / 600 s
     assert decisions["a10.preview"].desired == 1

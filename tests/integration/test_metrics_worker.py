@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from jobs.broker import EmbeddedRedis, free_port
-from jobs.keys import Keys
 from jobs.schema import Job, Recipe, Step
-from jobs.store import JobStore, Submission
+from transport.embedded import EmbeddedRedis, free_port
+from transport.keyspace import Keyspace
+from transport.store import JobStore, Submission
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,12 +31,12 @@ APP = textwrap.dedent(
     """
     import time
     from celery import Celery
-    from jobs.broker import connect
-    from jobs.keys import Keys
-    from jobs.queues import PRIORITY_STEPS, RENDER_TASK, SEP
+    from transport.embedded import connect
+    from transport.keyspace import Keyspace
+    from transport.messages import PRIORITY_STEPS, RENDER_TASK, SEP
     from jobs.settings import load_settings
     from jobs.states import JobState
-    from jobs.store import JobStore
+    from transport.store import JobStore
     from workers import metrics
 
     settings = load_settings()
@@ -51,7 +51,7 @@ APP = textwrap.dedent(
 
     @app.task(name=RENDER_TASK, bind=True)
     def render(self, job):
-        store = JobStore(connect(settings), Keys(settings.key_prefix))
+        store = JobStore(connect(settings), Keyspace(settings.key_prefix))
         store.transition(job["id"], JobState.RUNNING, attempt=True)
         time.sleep(0.05)
         if job["input"].endswith("bad.png"):
@@ -128,7 +128,7 @@ def test_counts_from_prefork_children_reach_the_exporter_and_reset_on_restart(
     redis_client: redis.Redis,
 ) -> None:
     tmp, port, started = worker_env
-    store = JobStore(redis_client, Keys("darkroom"))
+    store = JobStore(redis_client, Keyspace("darkroom"))
     recipe = Recipe(steps=[Step(op="auto_levels"), Step(op="resize", params={"max_side": 64})])
     names = ["a.png", "b.png", "c.png", "d.png", "bad.png"]
     jobs = [Job(input=f"file:///scans/{n}", recipe=recipe, priority=8) for n in names]

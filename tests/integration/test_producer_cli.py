@@ -9,9 +9,6 @@ from pathlib import Path
 import pytest
 import redis
 
-from jobs.broker import EmbeddedRedis
-from jobs.keys import Keys
-from jobs.queues import UNACKED_HASH, list_key
 from jobs.settings import Settings
 from jobs.states import JobState
 from producer.batch import submit_batch
@@ -28,6 +25,9 @@ from tests.integration.test_producer_support import (
     store_of,
     take,
 )
+from transport.embedded import EmbeddedRedis
+from transport.keyspace import Keyspace
+from transport.messages import UNACKED_HASH, priority_list
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +60,7 @@ def test_submit_puts_one_message_per_image_on_the_routed_list(
     assert result.exit_code == 0, result.output
     assert "-> cpu.final" in result.output and "new 5, requeued 0, skipped 0" in result.output
     # priority 5 is the list `cpu.final:5`; nothing anywhere else
-    assert redis_client.llen(list_key("cpu.final", 5)) == 5
+    assert redis_client.llen(priority_list("cpu.final", 5)) == 5
     assert depth(redis_client, "cpu.final") == 5 and depth(redis_client, "cpu.preview") == 0
     jobs = {m["job"]["output"]["key"]: m["job"] for m in messages(redis_client, "cpu.final")}
     assert sorted(jobs) == ["cover", "day1/IMG_1", "day1/IMG_2", "day2/IMG_1", "day2/IMG_3"]
@@ -127,7 +127,7 @@ def test_rerun_skips_everything_then_requeues_only_failed_jobs(
     store = store_of(redis_client, cli_env.settings)
     taken = sorted(take(redis_client, "cpu.final"), key=lambda j: j.output.key or "")
     left, taken = taken[-1], taken[:-1]
-    redis_client.lpush(list_key("cpu.final", 5), _message_for(store, left.id))
+    redis_client.lpush(priority_list("cpu.final", 5), _message_for(store, left.id))
     for job, fail in zip(taken, [None, "input_invalid", None, "internal"], strict=True):
         play_worker(store, job, fail=fail)
     third = cli_env.run(*args)
@@ -147,7 +147,7 @@ def test_rerun_skips_everything_then_requeues_only_failed_jobs(
 
 def _message_for(store: object, job_id: str) -> str:
     """Rebuild the message of a job we popped only to pick which one to leave queued."""
-    from jobs.queues import render_message
+    from transport.messages import render_message
 
     assert hasattr(store, "job")
     job = store.job(job_id)
@@ -163,10 +163,10 @@ def test_queues_shows_depth_in_flight_and_live_workers(
     submit(cli_env, str(shoot), *OPS, "--priority", "0", "--batch", "urgent")
     submit(cli_env, str(shoot / "day1"), *OPS, "--mode", "preview")
     # a worker took one final job: kombu moves it to the unacked hash
-    raw = redis_client.rpop(list_key("cpu.final", 0))
+    raw = redis_client.rpop(priority_list("cpu.final", 0))
     assert isinstance(raw, bytes)
     redis_client.hset(UNACKED_HASH, "tag-1", json.dumps([json.loads(raw), "", "cpu.final"]))
-    keys = Keys(cli_env.settings.key_prefix)
+    keys = Keyspace(cli_env.settings.key_prefix)
     beat = {
         "hostname": "w1",
         "tier": "cpu",

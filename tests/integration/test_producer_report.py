@@ -14,9 +14,8 @@ import pytest
 import redis
 from PIL import Image
 
-from jobs.broker import EmbeddedRedis
 from jobs.settings import Settings
-from tests.fixtures.s3 import SeaweedS3
+from testbed.s3 import SeaweedS3
 from tests.integration.test_producer_support import (
     Env,
     make_photos,
@@ -26,6 +25,7 @@ from tests.integration.test_producer_support import (
     store_of,
     take,
 )
+from transport.embedded import EmbeddedRedis
 
 pytestmark = pytest.mark.integration
 

@@ -21,14 +21,14 @@ from click.testing import CliRunner, Result
 from PIL import Image, ImageOps
 
 from darkroom.cli import main
-from jobs.broker import EmbeddedRedis
-from jobs.keys import Keys
-from jobs.queues import list_keys
 from jobs.schema import Job
 from jobs.settings import Settings
 from jobs.states import JobState
-from jobs.store import JobStore
 from storage import open_location, read_uri
+from transport.embedded import EmbeddedRedis
+from transport.keyspace import Keyspace
+from transport.messages import priority_lists
+from transport.store import JobStore
 
 
 @dataclass
@@ -72,7 +72,7 @@ def make_photos(root: Path, names: list[str], size: tuple[int, int] = (96, 64)) 
 def messages(client: redis.Redis, queue: str) -> list[dict[str, Any]]:
     """The jobs in every priority list of `queue`, decoded from kombu's envelope."""
     found = []
-    for key in list_keys(queue):
+    for key in priority_lists(queue):
         for raw in client.lrange(key, 0, -1):
             found.append(decode(raw))
     return found
@@ -85,17 +85,17 @@ def decode(raw: Any) -> dict[str, Any]:
 
 
 def depth(client: redis.Redis, queue: str) -> int:
-    return sum(int(client.llen(key)) for key in list_keys(queue))
+    return sum(int(client.llen(key)) for key in priority_lists(queue))
 
 
 def store_of(client: redis.Redis, settings: Settings) -> JobStore:
-    return JobStore(client, Keys(settings.key_prefix), ttl_s=settings.job_ttl_s)
+    return JobStore(client, Keyspace(settings.key_prefix), ttl_s=settings.job_ttl_s)
 
 
 def take(client: redis.Redis, queue: str) -> list[Job]:
     """Pop every message of `queue`, highest priority first, as workers would."""
     jobs = []
-    for key in list_keys(queue):
+    for key in priority_lists(queue):
         while (raw := client.rpop(key)) is not None:
             jobs.append(Job.from_json(decode(raw)["job"]))
     return jobs

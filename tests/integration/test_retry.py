@@ -9,14 +9,14 @@ import pytest
 import redis
 
 from jobs import Job, Lane, Recipe, Step
-from jobs.broker import EmbeddedRedis
 from jobs.errors import OutOfMemory, StorageUnavailable
-from jobs.keys import Keys
-from jobs.queues import list_keys
 from jobs.settings import Settings
 from jobs.states import JobState
-from jobs.store import JobStore, Submission
 from jobs.tiers import tier_named
+from transport.embedded import EmbeddedRedis
+from transport.keyspace import Keyspace
+from transport.messages import priority_lists
+from transport.store import JobStore, Submission
 from workers.app import create_app
 from workers.runtime import Runtime
 from workers.tasks import _retry, claim
@@ -25,11 +25,11 @@ pytestmark = pytest.mark.integration
 
 
 def runtime(settings: Settings, tier: str, client: redis.Redis) -> Runtime:
-    return Runtime(settings, tier_named(tier), client, JobStore(client), Keys())
+    return Runtime(settings, tier_named(tier), client, JobStore(client), Keyspace())
 
 
 def queued_jobs(client: redis.Redis, queue: str) -> list[dict[str, object]]:
-    messages = [json.loads(m) for key in list_keys(queue) for m in client.lrange(key, 0, -1)]
+    messages = [json.loads(m) for key in priority_lists(queue) for m in client.lrange(key, 0, -1)]
     return [m["headers"] for m in messages]
 
 
@@ -43,7 +43,7 @@ def setup(redis_server: EmbeddedRedis, redis_client: redis.Redis) -> tuple[Setti
         priority=3,
     )
     JobStore(redis_client).enqueue([Submission(job, "a10.final")])
-    redis_client.delete(*list_keys("a10.final"))  # as if a worker had taken it
+    redis_client.delete(*priority_lists("a10.final"))  # as if a worker had taken it
     return settings, job
 
 

@@ -13,7 +13,7 @@ from jobs.errors import InputInvalid, InputTooLarge, JobError, StorageUnavailabl
 from jobs.settings import Settings
 from storage import ObjectNotFound, Storage, open_location, read_uri
 from storage.s3 import S3Storage
-from tests.fixtures.s3 import SeaweedS3
+from testbed.s3 import SeaweedS3
 
 pytestmark = pytest.mark.integration
 

@@ -13,16 +13,16 @@ import redis
 from click.testing import CliRunner
 from PIL import Image
 
-from jobs.broker import EmbeddedRedis
-from jobs.keys import Keys
 from jobs.settings import Settings
 from jobs.states import ErrorCode, JobState
-from jobs.store import JobStore
 from jobs.tiers import queue_name
 from producer.schedule import schedule as schedule_cli
 from producer.schedule import serve_loop
 from producer.schedule_config import load_schedules
 from producer.schedule_run import run_schedule
+from transport.embedded import EmbeddedRedis
+from transport.keyspace import Keyspace
+from transport.store import JobStore
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +78,7 @@ def test_new_scans_are_restored_once_and_changed_ones_again(
 ) -> None:
     scans, out, config = archive
     nightly = load_schedules(config)["nightly"]
-    store = JobStore(redis_client, Keys(settings.key_prefix))
+    store = JobStore(redis_client, Keyspace(settings.key_prefix))
 
     first = run_schedule(settings, redis_client, nightly)
     assert (first.found, first.queued) == (3, 3)
@@ -109,7 +109,7 @@ def test_a_run_is_capped_and_failures_are_reported_not_retried(
 ) -> None:
     _, _, config = archive
     nightly = load_schedules(config)["nightly"].model_copy(update={"max_per_run": 2})
-    store = JobStore(redis_client, Keys(settings.key_prefix))
+    store = JobStore(redis_client, Keyspace(settings.key_prefix))
     first = run_schedule(settings, redis_client, nightly)
     assert first.queued == 2 and first.skipped == {"over max_per_run": 1}
     finish_all(store, redis_client, failing="photo1.png")
@@ -132,7 +132,7 @@ def test_a_run_that_died_before_queuing_queues_the_same_job_again(
     ids_before = set(JobStore(redis_client).batch_members(f"nightly-{first.run}"))
     # simulate the crash: the jobs vanish, the ledger still says pending
     for job_id in ids_before:
-        redis_client.delete(Keys().job(job_id))
+        redis_client.delete(Keyspace().job(job_id))
     redo = run_schedule(settings, redis_client, nightly)
     assert redo.queued == 3
     assert set(JobStore(redis_client).batch_members(f"nightly-{first.run}")) == ids_before

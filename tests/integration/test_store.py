@@ -6,9 +6,9 @@ import pytest
 import redis
 
 from jobs import Job, Recipe, Step
-from jobs.queues import list_key
 from jobs.states import ErrorCode, JobState
-from jobs.store import JobStore, Submission, TransitionRefused
+from transport.messages import priority_list
+from transport.store import JobStore, Submission, TransitionRefused
 
 pytestmark = pytest.mark.integration
 
@@ -26,8 +26,8 @@ def test_enqueue_writes_state_and_message_together(redis_client: redis.Redis) ->
     jobs = make_jobs(20)
     report = store.enqueue(Submission(j, "cpu.final", f"src{j.id}") for j in jobs)
     assert report.new == 20
-    assert sum(redis_client.llen(list_key("cpu.final", p)) for p in range(10)) == 20
-    assert redis_client.llen(list_key("cpu.final", 3)) == 2
+    assert sum(redis_client.llen(priority_list("cpu.final", p)) for p in range(10)) == 20
+    assert redis_client.llen(priority_list("cpu.final", 3)) == 2
     record = store.get("job3")
     assert record is not None and record.state is JobState.QUEUED and record.source == "srcjob3"
     assert store.batch_counts("b1")["queued"] == 20

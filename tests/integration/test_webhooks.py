@@ -19,11 +19,11 @@ import pytest
 import redis
 
 from jobs import Job, Recipe, Step
-from jobs.keys import Keys
 from jobs.settings import Settings
 from jobs.states import JobState
-from jobs.store import JobStore, Submission
-from producer.keys import KeyRing
+from producer.api_keys import KeyRing
+from transport.keyspace import Keyspace
+from transport.store import JobStore, Submission
 from workers.webhooks import SIGNATURE_HEADER, Deliverer, WebhookPolicy, job_finished, verify
 
 pytestmark = pytest.mark.integration
@@ -110,22 +110,22 @@ def _finished_job(client: redis.Redis, url: str, secret_of: str | None = None) -
     )
     store.enqueue([Submission(job, "cpu.final")])
     if secret_of is not None:
-        client.hset(Keys().job(job.id), "api_key", secret_of)
+        client.hset(Keyspace().job(job.id), "api_key", secret_of)
     store.transition(job.id, JobState.RUNNING, attempt=True)
     store.transition(job.id, JobState.SUCCEEDED, output="file:///tmp/x.webp")
-    job_finished(client, Keys(), job, JobState.SUCCEEDED)
+    job_finished(client, Keyspace(), job, JobState.SUCCEEDED)
     return job
 
 
 def _webhook_record(client: redis.Redis, job_id: str) -> dict[str, Any]:
-    raw = client.hget(Keys().job(job_id), "webhook")
+    raw = client.hget(Keyspace().job(job_id), "webhook")
     assert raw is not None
     return dict(json.loads(raw))
 
 
 def _deliver(client: redis.Redis, settings: Settings, seconds: float) -> int:
     stop = threading.Event()
-    return Deliverer(settings, client, Keys(), FAST).run(stop, max_s=seconds, drain=True)
+    return Deliverer(settings, client, Keyspace(), FAST).run(stop, max_s=seconds, drain=True)
 
 
 def test_a_delivery_is_signed_with_the_keys_secret(
@@ -160,7 +160,7 @@ def test_a_500_is_retried_with_backoff_and_attempts_are_recorded(
     assert len({h.headers["Darkroom-Delivery"] for h in hits}) == 1  # one delivery, retried
     record = _webhook_record(redis_client, job.id)
     assert record["state"] == "delivered" and record["attempts"] == 3
-    assert redis_client.zcard(Keys().webhook_due()) == 0
+    assert redis_client.zcard(Keyspace().webhook_due()) == 0
 
 
 def test_a_receiver_that_keeps_failing_exhausts_the_attempts(
@@ -175,7 +175,7 @@ def test_a_receiver_that_keeps_failing_exhausts_the_attempts(
     assert len(receiver.hits) == FAST.max_attempts
     record = _webhook_record(redis_client, job.id)
     assert record["state"] == "failed" and record["last_status"] == 502
-    assert redis_client.hlen(Keys().webhook_deliveries()) == 0
+    assert redis_client.hlen(Keyspace().webhook_deliveries()) == 0
 
 
 def test_redirects_are_not_followed(redis_client: redis.Redis, tmp_path: Path) -> None:
@@ -208,11 +208,11 @@ def test_a_delivery_claimed_by_a_deliverer_that_died_comes_due_again(
 ) -> None:
     job = _finished_job(redis_client, receiver.url)
     settings = _settings("redis://unused", tmp_path)
-    dead = Deliverer(settings, redis_client, Keys(), FAST)
+    dead = Deliverer(settings, redis_client, Keyspace(), FAST)
     # claim it the way a deliverer does, then "die" before sending
     now = time.time()
     claimed = dead._claim(
-        keys=[Keys().webhook_due(), Keys().webhook_deliveries()],
+        keys=[Keyspace().webhook_due(), Keyspace().webhook_deliveries()],
         args=[repr(now), repr(now + FAST.lease_s)],
     )
     assert claimed[0]

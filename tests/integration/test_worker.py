@@ -14,11 +14,11 @@ from PIL import Image
 from skimage import data
 
 from jobs import Job, Lane, OutputSpec, Recipe, Step
-from jobs.queues import list_keys
 from jobs.states import ErrorCode, JobState
-from jobs.store import JobStore, Submission
 from jobs.tiers import queue_name
-from tests.fixtures.workers import WorkerFactory, wait_until
+from testbed.workers import WorkerFactory, wait_until
+from transport.messages import priority_lists
+from transport.store import JobStore, Submission
 
 pytestmark = pytest.mark.integration
 
@@ -219,7 +219,7 @@ def test_preview_does_not_wait_behind_a_final_backlog(
     record = store.get(preview.id)
     assert record is not None and record.state is JobState.SUCCEEDED
     assert record.running_at - record.queued_at < 2.0  # type: ignore[operator]
-    waiting = sum(redis_client.llen(k) for k in list_keys(FINAL))
+    waiting = sum(redis_client.llen(k) for k in priority_lists(FINAL))
     assert waiting >= 20, "the preview should have run while the final backlog was still queued"
 
 

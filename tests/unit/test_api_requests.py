@@ -10,7 +10,7 @@ from producer.api.errors import ApiError
 from producer.api.limits import RateDecision
 from producer.api.requests import loads, wait_of
 from producer.api.submit import fingerprint
-from producer.keys import KeyLimits, split_key
+from producer.api_keys import KeyLimits, split_key
 
 OPTIONS = ApiOptions(preview_wait_s=10, max_wait_s=60)
 

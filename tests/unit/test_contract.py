@@ -10,10 +10,10 @@ import pytest
 from jobs import Job, Lane, OutputSpec, Recipe, SchemaError, Step, route
 from jobs.errors import ConfigError
 from jobs.ops import CATALOGUE, Needs, OpSpec, Params, get_op, register
-from jobs.queues import list_key, list_keys
 from jobs.settings import Settings, load_tiers
 from jobs.states import TRANSITIONS, JobState
 from jobs.tiers import DEFAULT_TIERS, Tier, next_larger, queue_name
+from transport.messages import priority_list, priority_lists
 
 
 def recipe(*steps: dict[str, object]) -> Recipe:
@@ -105,7 +105,7 @@ def test_catalogue_is_importable_without_torch_or_celery() -> None:
     import sys
 
     code = (
-        "import sys, jobs, jobs.store, jobs.ops; "
+        "import sys, jobs, transport.store, jobs.ops; "
         "assert not {'torch', 'diffusers', 'celery'} & set(sys.modules), sys.modules.keys()"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -165,11 +165,11 @@ def test_routing_picks_the_smallest_tier_that_runs_every_step(gpu_op: str) -> No
 
 def test_queue_names_and_priority_lists() -> None:
     assert queue_name("a10", Lane.PREVIEW) == "a10.preview"
-    assert list_key("cpu.final", 0) == "cpu.final"
-    assert list_key("cpu.final", 7) == "cpu.final:7"
-    assert len(list_keys("cpu.final")) == 10
+    assert priority_list("cpu.final", 0) == "cpu.final"
+    assert priority_list("cpu.final", 7) == "cpu.final:7"
+    assert len(priority_lists("cpu.final")) == 10
     with pytest.raises(ValueError):
-        list_key("cpu.final", 10)
+        priority_list("cpu.final", 10)
 
 
 def test_next_larger_tier() -> None:

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from jobs.queues import list_keys
 from jobs.settings import Settings
 from jobs.tiers import DEFAULT_TIERS, all_queues
+from transport.messages import priority_lists
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -64,7 +64,7 @@ def test_every_queue_has_a_deployment_and_a_scaled_object_on_its_lists() -> None
         assert name in deployments, queue
         assert scaled[name]["spec"]["scaleTargetRef"]["name"] == name
         lists = [t["metadata"]["listName"] for t in scaled[name]["spec"]["triggers"]]
-        assert lists == list_keys(queue)
+        assert lists == priority_lists(queue)
 
 
 def test_gpu_workers_ask_for_a_gpu_on_their_class_of_node() -> None:

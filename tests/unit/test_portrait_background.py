@@ -24,7 +24,7 @@ from jobs.schema import Lane
 from jobs.settings import Settings
 from pipelines.base import OpContext
 from pipelines.faces import FolderModels
-from pipelines.portrait.resident import LOOKUPS
+from pipelines.portrait.nets import LOOKUPS
 from pipelines.registry import implementation
 
 SELFIE_IOU = 0.93  # measured 0.961

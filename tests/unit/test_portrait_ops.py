@@ -15,7 +15,7 @@ from jobs.schema import Lane, Recipe
 from jobs.tiers import route
 from pipelines.base import OpContext
 from pipelines.faces import Face
-from pipelines.portrait.resident import face_analyzer
+from pipelines.portrait.nets import face_analyzer
 from pipelines.portrait.skin import face_crop, feature_mask, skin_mask
 from pipelines.registry import implementation
 

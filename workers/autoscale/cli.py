@@ -86,9 +86,9 @@ def autoscale(
     metrics_addr: str,
 ) -> None:
     """Size worker pools from queue depth, in-flight jobs and measured service time."""
-    from jobs.broker import connect
-    from jobs.keys import Keys
     from jobs.settings import load_settings
+    from transport.embedded import connect
+    from transport.keyspace import Keyspace
     from workers.autoscale.gauges import ReplicaGauges
     from workers.autoscale.loop import Autoscaler
     from workers.autoscale.observer import Observer
@@ -98,7 +98,7 @@ def autoscale(
     try:
         settings = load_settings()
         config = load_pools(pools_file)
-        observer = Observer(connect(settings), Keys(settings.key_prefix))
+        observer = Observer(connect(settings), Keyspace(settings.key_prefix))
         gauges = ReplicaGauges()
         scaler = Autoscaler(
             config,

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from jobs.keys import Keys
-from workers.autoscale.observer import in_flight_jobs, oldest_ages, queue_depths, workers_per_queue
+from transport.depths import queue_depths
+from transport.keyspace import Keyspace
+from workers.autoscale.observer import in_flight_jobs, oldest_ages, workers_per_queue
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 class QueueCollector(Collector):
     """Depth, in flight, oldest-job age and live workers per queue."""
 
-    def __init__(self, redis: Redis, keys: Keys, queues: Sequence[str]) -> None:
+    def __init__(self, redis: Redis, keys: Keyspace, queues: Sequence[str]) -> None:
         self.redis = redis
         self.keys = keys
         self.queues = list(queues)

@@ -1,12 +1,12 @@
 """Reads what the controller needs from Redis: depth, jobs in flight, age, service time.
 
-- depth: the sum of LLEN over a queue's priority sub-lists (`jobs.queues.list_keys`);
+- depth: the sum of LLEN over a queue's priority sub-lists (`transport.messages.priority_lists`);
 - in flight: entries of kombu's unacked hash whose routing key is the queue, averaged
   over the polls since the last sample (`poll()` is cheap: one HVALS);
 - oldest age: now minus `queued_at` of the oldest message at the tail of each sub-list;
 - service time: `running_at -> succeeded_at` of jobs this observer saw in flight and
   that have since succeeded, averaged over the last `window` of them per queue;
-- workers: live heartbeats (`Keys.worker`) that list the queue.
+- workers: live heartbeats (`Keyspace.worker`) that list the queue.
 
 `workers.metrics` reads the same functions at scrape time.
 """
@@ -20,8 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from jobs.keys import Keys
-from jobs.queues import UNACKED_HASH, decode_unacked, list_keys
+from transport.depths import queue_depths, unacked_jobs
+from transport.keyspace import Keyspace
+from transport.messages import priority_lists
 from workers.autoscale.controller import QueueSample
 
 if TYPE_CHECKING:
@@ -30,35 +31,22 @@ if TYPE_CHECKING:
 MAX_TRACKED = 10_000
 
 
-def queue_depths(redis: Redis, queues: Sequence[str]) -> dict[str, int]:
-    """Messages waiting per queue, over every priority sub-list."""
-    pipe = redis.pipeline(transaction=False)
-    for queue in queues:
-        for key in list_keys(queue):
-            pipe.llen(key)
-    lengths = pipe.execute()
-    per = len(list_keys(queues[0])) if queues else 0
-    return {q: int(sum(lengths[i * per : (i + 1) * per])) for i, q in enumerate(queues)}
-
-
 def in_flight_jobs(redis: Redis, queues: Sequence[str]) -> dict[str, list[str]]:
-    """Job ids delivered to a worker and not yet acknowledged, per queue."""
-    held: dict[str, list[str]] = {q: [] for q in queues}
-    for raw in redis.hvals(UNACKED_HASH):
-        job_id, routing_key = decode_unacked(raw)
-        if job_id and routing_key in held:
-            held[routing_key].append(job_id)
-    return held
+    """Job ids delivered to a worker and not yet acknowledged, for each of `queues`."""
+    held = unacked_jobs(redis)
+    return {q: held.get(q, []) for q in queues}
 
 
-def oldest_ages(redis: Redis, keys: Keys, queues: Sequence[str], now: float) -> dict[str, float]:
+def oldest_ages(
+    redis: Redis, keys: Keyspace, queues: Sequence[str], now: float
+) -> dict[str, float]:
     """Seconds the oldest waiting job of each non-empty queue has been queued."""
     pipe = redis.pipeline(transaction=False)
     for queue in queues:
-        for key in list_keys(queue):
+        for key in priority_lists(queue):
             pipe.lindex(key, -1)  # kombu pushes left and pops right: the tail is oldest
     tails = pipe.execute()
-    per = len(list_keys(queues[0])) if queues else 0
+    per = len(priority_lists(queues[0])) if queues else 0
     owners: list[tuple[str, str]] = []
     for i, queue in enumerate(queues):
         for raw in tails[i * per : (i + 1) * per]:
@@ -85,7 +73,7 @@ def _message_id(raw: bytes | None) -> str | None:
     return job_id if isinstance(job_id, str) else None
 
 
-def workers_per_queue(redis: Redis, keys: Keys, queues: Sequence[str]) -> dict[str, int]:
+def workers_per_queue(redis: Redis, keys: Keyspace, queues: Sequence[str]) -> dict[str, int]:
     """Live workers (fresh heartbeats) consuming each queue."""
     names = [n.decode() if isinstance(n, bytes) else str(n) for n in redis.smembers(keys.workers())]
     counts = dict.fromkeys(queues, 0)
@@ -105,7 +93,7 @@ class Observer:
     """Samples every queue; remembers jobs seen in flight to measure service times."""
 
     redis: Redis
-    keys: Keys
+    keys: Keyspace
     window: int = 50
     _tracked: dict[str, str] = field(default_factory=dict)
     _service: dict[str, deque[float]] = field(default_factory=dict)

@@ -1,14 +1,14 @@
 """Job webhooks: queued durably in Redis, signed, retried with backoff, never redirected.
 
 When a job reaches a terminal state the worker calls `job_finished`: it publishes
-`<job id> <state>` on `Keys.job_events()` (what the API's waiters and event streams
+`<job id> <state>` on `Keyspace.job_events()` (what the API's waiters and event streams
 wake on) and, if the job names a webhook, queues a delivery:
 
-- `Keys.webhook_deliveries()` hash: delivery id -> `{"id", "job", "event", "attempt"}`;
-- `Keys.webhook_due()` ZSET: delivery id -> when it is due. A deliverer claims a due
+- `Keyspace.webhook_deliveries()` hash: delivery id -> `{"id", "job", "event", "attempt"}`;
+- `Keyspace.webhook_due()` ZSET: delivery id -> when it is due. A deliverer claims a due
   delivery by pushing its score to a lease deadline, so one that dies mid-send leaves
   it to come due again (at-least-once: receivers dedupe on `Darkroom-Delivery`);
-- `Keys.webhook_wake()` list: one item wakes an idle deliverer at once.
+- `Keyspace.webhook_wake()` list: one item wakes an idle deliverer at once.
 
 A `Deliverer` (`darkroom webhooks serve`, or a thread in the API process) POSTs the
 payload as JSON with `Darkroom-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of
@@ -20,7 +20,7 @@ as `storage.fetch` vets inputs: only public ones, unless `settings.fetch_allow_p
 the `webhook` JSON field.
 """
 
-from jobs.notices import queue_webhook as enqueue
+from transport.notices import queue_webhook as enqueue
 from workers.webhooks.cli import webhooks
 from workers.webhooks.deliverer import Attempt, Deliverer, WebhookPolicy, start_thread
 from workers.webhooks.queue import job_finished

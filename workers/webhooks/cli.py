@@ -8,7 +8,7 @@ import time
 
 import click
 
-from jobs.keys import Keys
+from transport.keyspace import Keyspace
 from workers.webhooks.deliverer import Deliverer
 
 
@@ -22,14 +22,14 @@ def webhooks() -> None:
 @click.option("--drain", is_flag=True, help="stop once no delivery is queued")
 def serve(max_seconds: float | None, drain: bool) -> None:
     """Send due webhook deliveries until stopped (SIGTERM / Ctrl-C)."""
-    from jobs.broker import connect
     from jobs.settings import load_settings
+    from transport.embedded import connect
 
     settings = load_settings()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    deliverer = Deliverer(settings, connect(settings), Keys(settings.key_prefix))
+    deliverer = Deliverer(settings, connect(settings), Keyspace(settings.key_prefix))
     click.echo("darkroom webhooks: delivering", err=True)
     attempts = deliverer.run(stop, max_s=max_seconds, drain=drain)
     click.echo(f"darkroom webhooks: stopped after {attempts} attempts", err=True)
@@ -38,11 +38,11 @@ def serve(max_seconds: float | None, drain: bool) -> None:
 @webhooks.command()
 def pending() -> None:
     """How many deliveries are queued, and when the next is due."""
-    from jobs.broker import connect
     from jobs.settings import load_settings
+    from transport.embedded import connect
 
     settings = load_settings()
-    redis, keys = connect(settings), Keys(settings.key_prefix)
+    redis, keys = connect(settings), Keyspace(settings.key_prefix)
     count = redis.zcard(keys.webhook_due())
     first = redis.zrange(keys.webhook_due(), 0, 0, withscores=True)
     when = f", next due in {max(0.0, float(first[0][1]) - time.time()):.1f} s" if first else ""

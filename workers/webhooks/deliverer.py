@@ -1,6 +1,6 @@
 """The deliverer: claims due deliveries, sends them, records and settles each attempt.
 
-A delivery is claimed by pushing its score in `Keys.webhook_due()` to a lease
+A delivery is claimed by pushing its score in `Keyspace.webhook_due()` to a lease
 deadline (one Lua script, so two deliverers never take the same one); if its
 deliverer dies, the lease runs out and it comes due again. 2xx settles it; 408, 429,
 5xx, timeouts and connection errors reschedule it with exponential backoff until
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from jobs.errors import InputInvalid, JobError
-from jobs.keys import Keys
+from transport.keyspace import Keyspace
 from workers.webhooks.sending import post
 from workers.webhooks.signing import SIGNATURE_HEADER, sign
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_SECRET_FIELD = "webhook_secret"  # on the API key's hash (producer.keys writes it)
+WEBHOOK_SECRET_FIELD = "webhook_secret"  # on the API key's hash (producer.api_keys writes it)
 RETRY_STATUSES = frozenset({408, 429})
 
 _CLAIM = """
@@ -81,7 +81,7 @@ class Deliverer:
     """Claims due deliveries and sends them; many may run against one Redis."""
 
     def __init__(
-        self, settings: Settings, redis: Redis, keys: Keys, policy: WebhookPolicy | None = None
+        self, settings: Settings, redis: Redis, keys: Keyspace, policy: WebhookPolicy | None = None
     ) -> None:
         self.settings = settings
         self.redis = redis
@@ -233,7 +233,7 @@ def _payload(delivery: dict[str, Any], job: dict[str, Any], settings: Settings) 
     }
 
 
-def start_thread(settings: Settings, redis: Redis, keys: Keys) -> tuple[threading.Thread, Any]:
+def start_thread(settings: Settings, redis: Redis, keys: Keyspace) -> tuple[threading.Thread, Any]:
     """A daemon thread running a deliverer (the API process's); returns it and its stop."""
     stop = threading.Event()
     deliverer = Deliverer(settings, redis, keys)

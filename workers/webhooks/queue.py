@@ -1,13 +1,13 @@
-"""The notice a worker gives when a job finishes (written by `jobs.notices`)."""
+"""The notice a worker gives when a job finishes (written by `transport.notices`)."""
 
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING
 
-from jobs.keys import Keys
-from jobs.notices import announce_finish
 from jobs.states import JobState
+from transport.keyspace import Keyspace
+from transport.notices import announce_finish
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def job_finished(redis: Redis, keys: Keys, job: Job, state: JobState) -> None:
+def job_finished(redis: Redis, keys: Keyspace, job: Job, state: JobState) -> None:
     """Announce a terminal state and queue the job's webhook. Logs, never raises: the
     job's state is already recorded, and a lost notice must not fail it."""
     try:

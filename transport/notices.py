@@ -2,7 +2,7 @@
 
 Workers say it after recording a terminal state; the API says it for jobs it ends
 itself (a cancel, a missed deadline). One writer, so the two never drift apart: the
-API's waiters read `Keys.job_events()`, the webhook deliverer reads the queue.
+API's waiters read `Keyspace.job_events()`, the webhook deliverer reads the queue.
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ import time
 import uuid
 from typing import TYPE_CHECKING
 
-from jobs.keys import Keys
 from jobs.states import JobState
+from transport.keyspace import Keyspace
 
 if TYPE_CHECKING:
     from redis import Redis
     from redis.client import Pipeline
 
 
-def queue_webhook(client: Redis | Pipeline, keys: Keys, job_id: str, event: str) -> str:
+def queue_webhook(client: Redis | Pipeline, keys: Keyspace, job_id: str, event: str) -> str:
     """Queue one delivery of `event` (e.g. `job.succeeded`) for `job_id`; its id."""
     delivery_id = uuid.uuid4().hex
     delivery = {"id": delivery_id, "job": job_id, "event": event, "attempt": 0}
@@ -31,7 +31,9 @@ def queue_webhook(client: Redis | Pipeline, keys: Keys, job_id: str, event: str)
     return delivery_id
 
 
-def announce_finish(redis: Redis, keys: Keys, job_id: str, state: JobState, webhook: bool) -> None:
+def announce_finish(
+    redis: Redis, keys: Keyspace, job_id: str, state: JobState, webhook: bool
+) -> None:
     """Publish `<job id> <state>` and, if the job has a webhook, queue its delivery."""
     pipe = redis.pipeline(transaction=True)
     if webhook:

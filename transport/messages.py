@@ -21,16 +21,16 @@ UNACKED_INDEX = "unacked_index"
 _ORIGIN = f"{os.getpid()}@{socket.gethostname()}"
 
 
-def list_key(queue: str, priority: int) -> str:
+def priority_list(queue: str, priority: int) -> str:
     """The Redis list holding `queue`'s messages of one priority (0 is the bare name)."""
     if priority not in PRIORITY_STEPS:
         raise ValueError(f"priority must be 0-9, not {priority}")
     return f"{queue}{SEP}{priority}" if priority else queue
 
 
-def list_keys(queue: str) -> list[str]:
+def priority_lists(queue: str) -> list[str]:
     """Every priority sub-list of `queue`, highest priority first."""
-    return [list_key(queue, p) for p in PRIORITY_STEPS]
+    return [priority_list(queue, p) for p in PRIORITY_STEPS]
 
 
 def render_message(job_id: str, job: dict[str, object], queue: str, priority: int) -> str:

@@ -1,7 +1,7 @@
 """API keys: random, shown once, stored hashed, each bound to a tenant with limits.
 
 A key reads `drk_<id>_<secret>`. The id finds the key's record (a Redis hash at
-`Keys.api_key(id)`); the record holds the sha256 of the whole key, never the key
+`Keyspace.api_key(id)`); the record holds the sha256 of the whole key, never the key
 itself. sha256 is enough here: the secret is 256 random bits, so there is nothing to
 guess and no need for a slow password hash. Each key also carries the secret its
 webhooks are signed with (`webhook_secret`, read by `workers.webhooks`), shown once
@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from jobs.errors import SchemaError
-from jobs.keys import Keys
 from jobs.ops import CATALOGUE
+from transport.keyspace import Keyspace
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -123,9 +123,9 @@ def split_key(presented: str) -> str | None:
 class KeyRing:
     """API key records in Redis: create, authenticate, list, revoke."""
 
-    def __init__(self, redis: Redis, keys: Keys | None = None) -> None:
+    def __init__(self, redis: Redis, keys: Keyspace | None = None) -> None:
         self.redis = redis
-        self.keys = keys or Keys()
+        self.keys = keys or Keyspace()
 
     def create(self, tenant: str, limits: KeyLimits | None = None) -> IssuedKey:
         record = ApiKey(
@@ -228,7 +228,7 @@ def _ring() -> KeyRing:
     from producer.cli_common import settings_and_redis
 
     settings, redis = settings_and_redis()
-    return KeyRing(redis, Keys(settings.key_prefix))
+    return KeyRing(redis, Keyspace(settings.key_prefix))
 
 
 def _ops(text: str | None) -> frozenset[str]:
@@ -273,7 +273,7 @@ def create(
 
 @keys.command(name="list")
 @click.option("--json", "as_json", is_flag=True)
-def list_keys(as_json: bool) -> None:
+def list_api_keys(as_json: bool) -> None:
     """List keys (never the keys themselves)."""
     from producer.cli_common import echo_json, one_line_errors
 

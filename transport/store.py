@@ -17,10 +17,10 @@ from pydantic import BaseModel, ConfigDict
 from redis.exceptions import WatchError
 
 from jobs.errors import DarkroomError
-from jobs.keys import Keys
-from jobs.queues import list_key, render_message
 from jobs.schema import Job
 from jobs.states import TRANSITIONS, ErrorCode, JobState
+from transport.keyspace import Keyspace
+from transport.messages import priority_list, render_message
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -175,9 +175,9 @@ def _flatten(fields: dict[str, Any]) -> list[str]:
 
 
 class JobStore:
-    def __init__(self, redis: Redis, keys: Keys | None = None, ttl_s: int = 7 * 24 * 3600):
+    def __init__(self, redis: Redis, keys: Keyspace | None = None, ttl_s: int = 7 * 24 * 3600):
         self.redis = redis
-        self.keys = keys or Keys()
+        self.keys = keys or Keyspace()
         self.ttl_s = ttl_s
         self._enqueue = redis.register_script(_ENQUEUE)
         self._transition = redis.register_script(_TRANSITION)
@@ -223,7 +223,7 @@ class JobStore:
                     self.keys.job(job.id),
                     self.keys.batch(batch),
                     self.keys.batch_jobs(batch),
-                    list_key(sub.queue, job.priority),
+                    priority_list(sub.queue, job.priority),
                 ],
                 args=[
                     now,
@@ -323,7 +323,7 @@ class JobStore:
                 message = render_message(
                     job.id, job.model_dump(mode="json", by_alias=True), queue, job.priority
                 )
-                pipe.rpush(list_key(queue, job.priority), message)  # the front of the line
+                pipe.rpush(priority_list(queue, job.priority), message)  # the front of the line
                 pipe.execute()
             except WatchError:
                 return False

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class Keys:
+class Keyspace:
     prefix: str = "darkroom"
 
     def job(self, job_id: str) -> str:
