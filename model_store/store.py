@@ -159,7 +159,12 @@ class ModelStore:
     # -- pulling ---------------------------------------------------------------------
 
     def pull(self, ref: str) -> LocalModel:
-        """A verified local copy of `ref`, downloaded only if the cache has no intact one."""
+        """A verified local copy of `ref`, downloaded only if the cache has no intact one.
+
+        Raises:
+            ModelUnavailable: `ref` is not published, or a file is missing from the store
+                or does not match its sha256.
+        """
         manifest = self.resolve(ref)
         cache = self.cache
         with cache.locked(manifest, shared=True):
@@ -174,6 +179,15 @@ class ModelStore:
             copied = cache.install(manifest, self._fetcher(manifest), self.uri)
         cache.evict(keep=frozenset({manifest.ref}))
         return cache.local(manifest, copied)
+
+    def local_path(self, ref: str) -> Path:
+        """The folder of `ref`'s verified local copy (see `pull`): the store as a
+        `pipelines.base.ModelFiles`.
+
+        Raises:
+            ModelUnavailable: `ref` is not published, or a file is missing from the store.
+        """
+        return self.pull(ref).path
 
     def _fetcher(self, manifest: Manifest) -> Fetch:
         def fetch(entry: FileEntry, target: Path) -> None:

@@ -4,13 +4,18 @@ An op is a plain callable `(image, params, ctx) -> image`: `image` is a PIL imag
 (RGB, RGBA or L), `params` the op's typed params from `jobs.ops`, `ctx` the run's
 context. Ops check their inputs first and raise a `jobs.errors.JobError` subclass
 with a message a user can act on; they never fix bad input silently.
+
+`ModelSource` is the seam between a worker and the ops: where an op finds published
+model files and loaded pipelines. The worker's resident-model cache implements it;
+`pipelines.faces.FolderModels` serves a plain folder of files for local runs and tests.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from PIL import Image
 
@@ -25,6 +30,33 @@ def _never() -> bool:
     return False
 
 
+class ModelFiles(Protocol):
+    """A source of published model artifacts (files or folders), by `name@version`."""
+
+    def local_path(self, ref: str) -> Path:
+        """The local file or folder of `ref` (name, name@version or name@alias).
+
+        Raises:
+            jobs.errors.ModelUnavailable: `ref` is not published where this source looks.
+        """
+        ...
+
+
+class ModelSource(ModelFiles, Protocol):
+    """What ops get as `OpContext.models`: published files, and pipelines loaded once
+    per worker process."""
+
+    def get(self, ref: str, lane: Lane | str = Lane.FINAL) -> object:
+        """The loaded pipeline for `ref` on this worker's tier, for `lane`; the caller
+        checks its class.
+
+        Raises:
+            jobs.errors.ModelUnavailable: `ref` is not published, or not for this tier.
+            jobs.errors.OutOfMemory: the model does not fit this worker's memory budget.
+        """
+        ...
+
+
 @dataclass
 class OpContext:
     """The run around one step: lane, seed, progress, cancellation and extras."""
@@ -37,8 +69,8 @@ class OpContext:
     """True once the job was canceled; long ops check it between iterations."""
     extra_inputs: list[Image.Image] = field(default_factory=list)
     """Further images the job carries (reference faces, multi-image edits)."""
-    models: Any = None
-    """Where generative ops get resident models; None on a classic-only worker."""
+    models: ModelSource | None = None
+    """Where ops get model files and resident pipelines; None on a classic-only run."""
     info: dict[str, Any] = field(default_factory=dict)
     """What the op wants recorded in the job result (scores, face boxes)."""
 

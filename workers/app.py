@@ -10,13 +10,16 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
 from jobs.settings import Settings
 from transport.embedded import redis_url
 from transport.messages import PRIORITY_STEPS, SEP
+
+if TYPE_CHECKING:
+    from workers.resident import ResidentStats
 
 
 def celery_config(settings: Settings, broker_url: str) -> dict[str, Any]:
@@ -73,7 +76,7 @@ def _observe(app: Celery, settings: Settings) -> None:
     from workers import logs, metrics
     from workers.runtime import current
 
-    def model_stats() -> Any:
+    def model_stats() -> ResidentStats | None:
         rt = current()
         return rt.model_stats() if rt is not None else None
 

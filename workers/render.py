@@ -15,7 +15,7 @@ from PIL import Image
 from jobs.errors import InputInvalid, JobCanceled, JobError
 from jobs.schema import Job, Lane
 from jobs.settings import Settings
-from pipelines.base import OpContext
+from pipelines.base import ModelSource, OpContext
 from pipelines.registry import implementation
 from storage import open_location, read_uri
 from storage.images import CONTENT_TYPES, decode_image, encode_image
@@ -46,7 +46,7 @@ class Hooks:
 
     progress: Callable[[float], None] = lambda fraction: None
     canceled: Callable[[], bool] = lambda: False
-    models: Any = None
+    models: ModelSource | None = None
     model_load_seconds: Callable[[], float] = lambda: 0.0
     """Seconds this process has spent loading models so far (0 before the first)."""
 

@@ -16,6 +16,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from jobs.errors import OutOfMemory
@@ -97,6 +98,15 @@ class ResidentModels:
                 self.stats.hits += 1
                 return found.model
             return self._load(key, manifest, variant).model
+
+    def local_path(self, ref: str) -> Path:
+        """The verified local folder of `ref` (name, name@version or name@alias), pulled
+        into this machine's cache if it is not there yet.
+
+        Raises:
+            ModelUnavailable: `ref` is not published in the store.
+        """
+        return self.store.local_path(ref)
 
     def resident(self) -> list[str]:
         """`name@version:variant` of every loaded model, most recently used first."""

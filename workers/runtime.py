@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from jobs.schema import Lane
 from jobs.settings import Settings
 from jobs.tiers import Tier
 from transport.embedded import connect
@@ -18,6 +20,9 @@ from transport.store import JobStore
 
 if TYPE_CHECKING:
     from redis import Redis
+
+    from model_store import ModelStore
+    from workers.resident import ResidentModels, ResidentStats
 
 
 @dataclass
@@ -29,11 +34,11 @@ class Runtime:
     keys: Keyspace
     slots: int = 1
     """Jobs this worker runs at once; CPU renders share the cores between them."""
-    _models: Any = field(default=None, repr=False)
-    _store: Any = field(default=None, repr=False)
+    _models: ResidentModels | None = field(default=None, repr=False)
+    _store: ModelStore | None = field(default=None, repr=False)
 
     @property
-    def models(self) -> Any:
+    def models(self) -> ResidentModels:
         """The process's resident model cache, created on the first generative job."""
         if self._models is None:
             import torch
@@ -48,7 +53,7 @@ class Runtime:
         return self._models
 
     @property
-    def model_store(self) -> Any:
+    def model_store(self) -> ModelStore:
         """The model store alone (no torch): for CPU ops that read model files."""
         if self._store is None:
             from model_store import ModelStore
@@ -56,9 +61,35 @@ class Runtime:
             self._store = ModelStore.from_settings(self.settings)
         return self._store
 
-    def model_stats(self) -> Any:
+    def model_stats(self) -> ResidentStats | None:
         """Resident-model statistics for metrics, or None before any model was needed."""
         return self._models.stats if self._models is not None else None
+
+
+@dataclass(frozen=True)
+class RuntimeModels:
+    """The `pipelines.base.ModelSource` ops see on a worker: files straight from the
+    model store (no torch), pipelines from the resident cache, which (and torch) is
+    created only when an op first asks for a pipeline."""
+
+    runtime: Runtime
+
+    def local_path(self, ref: str) -> Path:
+        """The verified local folder of `ref`, pulled into this machine's cache.
+
+        Raises:
+            jobs.errors.ModelUnavailable: `ref` is not published in the store.
+        """
+        return self.runtime.model_store.local_path(ref)
+
+    def get(self, ref: str, lane: Lane | str = Lane.FINAL) -> object:
+        """The resident pipeline of `ref` (see `ResidentModels.get`).
+
+        Raises:
+            jobs.errors.ModelUnavailable: `ref` is not published, or not for this tier.
+            jobs.errors.OutOfMemory: it does not fit this worker's memory budget.
+        """
+        return self.runtime.models.get(ref, lane)
 
 
 _runtime: tuple[int, Runtime] | None = None

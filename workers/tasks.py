@@ -23,7 +23,7 @@ from transport.store import JobRecord, TransitionRefused
 from workers import webhooks
 from workers.heartbeat import live_workers
 from workers.render import Hooks, render
-from workers.runtime import Runtime, runtime
+from workers.runtime import Runtime, RuntimeModels, runtime
 
 log = logging.getLogger(__name__)
 
@@ -222,21 +222,6 @@ def _hooks(rt: Runtime, job: Job) -> Hooks:
     return Hooks(
         progress=progress,
         canceled=canceled,
-        models=_LazyModels(rt),
+        models=RuntimeModels(rt),
         model_load_seconds=load_seconds,
     )
-
-
-class _LazyModels:
-    """What ops see as `ctx.models`: the store at once (no torch), the resident-model
-    cache (and torch) only when an op first asks it for a pipeline."""
-
-    def __init__(self, rt: Runtime) -> None:
-        self._rt = rt
-
-    @property
-    def store(self) -> Any:
-        return self._rt.model_store
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._rt.models, name)

@@ -1,6 +1,7 @@
 """Face analysis: YuNet detection with 5 keypoints, SFace identity embeddings, and the
 spot where InstantID's ArcFace encoder is loaded from the model store."""
 
+from pipelines.base import ModelFiles
 from pipelines.faces.analyzer import (
     ATTEMPTS,
     PREVIEW_ATTEMPTS,
@@ -12,7 +13,7 @@ from pipelines.faces.analyzer import (
     to_bgr,
 )
 from pipelines.faces.arcface import ARCFACE_MODEL, ArcFaceEncoder, align_arcface
-from pipelines.faces.artifacts import FolderModels, ModelFiles, model_files
+from pipelines.faces.artifacts import FolderModels, model_files
 from pipelines.faces.face import KEYPOINT_NAMES, Face, cosine_similarity
 
 __all__ = [

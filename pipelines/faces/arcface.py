@@ -9,13 +9,12 @@ never depends on the generator's own encoder.
 
 from __future__ import annotations
 
-from typing import Any
-
 import cv2
 import numpy as np
 from PIL import Image
 
 from jobs.errors import ModelUnavailable
+from pipelines.base import ModelFiles
 from pipelines.faces.analyzer import to_bgr
 from pipelines.faces.artifacts import model_files, single_file
 from pipelines.faces.face import Face
@@ -55,7 +54,7 @@ class ArcFaceEncoder:
         self.net = net
 
     @classmethod
-    def from_store(cls, models: Any, ref: str = ARCFACE_MODEL) -> ArcFaceEncoder:
+    def from_store(cls, models: ModelFiles | None, ref: str = ARCFACE_MODEL) -> ArcFaceEncoder:
         """Pull `ref` from the worker's model store and build the network once."""
         files = model_files(models, ref, "identity-preserving generation (InstantID)")
         path = single_file(files.local_path(ref), ".onnx", ref)

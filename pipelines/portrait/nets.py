@@ -10,9 +10,9 @@ import functools
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from jobs.errors import ModelUnavailable
+from pipelines.base import ModelFiles
 from pipelines.faces import PREVIEW_ATTEMPTS, FaceAnalyzer
 from pipelines.faces.artifacts import model_files, single_file
 from pipelines.portrait.segmentation import (
@@ -52,7 +52,7 @@ class _Lookups:
         self._seen: dict[tuple[int, str], tuple[float, Path | str]] = {}
         self._lock = threading.Lock()
 
-    def path(self, models: Any, ref: str, purpose: str, suffix: str) -> Path:
+    def path(self, models: ModelFiles | None, ref: str, purpose: str, suffix: str) -> Path:
         key = (id(models), ref)
         with self._lock:
             now = time.monotonic()
@@ -66,7 +66,7 @@ class _Lookups:
         return found
 
     @staticmethod
-    def _look_up(models: Any, ref: str, purpose: str, suffix: str) -> Path | str:
+    def _look_up(models: ModelFiles | None, ref: str, purpose: str, suffix: str) -> Path | str:
         try:
             return single_file(model_files(models, ref, purpose).local_path(ref), suffix, ref)
         except ModelUnavailable as exc:
@@ -80,13 +80,15 @@ class _Lookups:
 LOOKUPS = _Lookups()
 
 
-def selfie_segmenter(models: Any) -> SelfieSegmenter:
+def selfie_segmenter(models: ModelFiles | None) -> SelfieSegmenter:
     """The published selfie model, built once per file."""
     purpose = "background removal with method 'selfie'"
     return _selfie_at(LOOKUPS.path(models, SELFIE_MODEL, purpose, ".tflite"))
 
 
-def segmenter_for(method: str, models: Any, preview: bool) -> tuple[Segmenter, str | None]:
+def segmenter_for(
+    method: str, models: ModelFiles | None, preview: bool
+) -> tuple[Segmenter, str | None]:
     """The segmenter a `remove_background` method asks for, and why a fallback was
     taken (None if none was). `auto` falls back to GrabCut when the model is missing."""
     grabcut = GrabCutSegmenter(face_analyzer(preview), work_side=GRABCUT_SIDE[preview])

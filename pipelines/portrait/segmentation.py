@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import cv2
 import numpy as np
 
 from jobs.errors import ModelUnavailable
+from pipelines.base import ModelFiles
 from pipelines.faces import Face, FaceAnalyzer
 from pipelines.faces.artifacts import model_files, single_file
 
@@ -58,7 +59,7 @@ class SelfieSegmenter:
             raise ModelUnavailable(f"{path} is not a loadable TFLite model: {exc}") from None
 
     @classmethod
-    def from_store(cls, models: Any, ref: str = SELFIE_MODEL) -> SelfieSegmenter:
+    def from_store(cls, models: ModelFiles | None, ref: str = SELFIE_MODEL) -> SelfieSegmenter:
         files = model_files(models, ref, "background removal with method 'selfie'")
         return cls.from_file(single_file(files.local_path(ref), ".tflite", ref))
 
