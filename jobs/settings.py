@@ -6,7 +6,6 @@ JSON), environment variables with the `DARKROOM_` prefix, then CLI flags.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jobs.errors import ConfigError
 from jobs.tiers import DEFAULT_TIERS, Tier
+from jobs.yamlfile import load_file
 
 
 class Settings(BaseSettings):
@@ -100,7 +100,7 @@ class Settings(BaseSettings):
 
 
 def load_tiers(path: Path) -> tuple[Tier, ...]:
-    data = _read_structured(path)
+    data = load_file(path)
     rows = data.get("tiers", data) if isinstance(data, dict) else data
     if not isinstance(rows, list) or not rows:
         raise ConfigError(f"{path}: expected a list of tiers")
@@ -110,15 +110,6 @@ def load_tiers(path: Path) -> tuple[Tier, ...]:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def _read_structured(path: Path) -> Any:
-    text = path.read_text()
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
-
-        return yaml.safe_load(text)
-    return json.loads(text)
-
-
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment (and `DARKROOM_CONFIG`), with flag overrides."""
     import os
@@ -126,7 +117,7 @@ def load_settings(**overrides: Any) -> Settings:
     base: dict[str, Any] = {}
     config = os.environ.get("DARKROOM_CONFIG")
     if config:
-        loaded = _read_structured(Path(config))
+        loaded = load_file(Path(config))
         if not isinstance(loaded, dict):
             raise ConfigError(f"{config}: expected a mapping of settings")
         base.update(loaded)

@@ -8,7 +8,6 @@ that names the file and line, or the `--op` flag, it came from.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from pydantic import ValidationError
 
 from jobs.errors import DarkroomError, SchemaError
 from jobs.schema import OutputSpec, Recipe, Step
+from jobs.yamlfile import parse_text, read_text
 
 TOP_LEVEL_KEYS = frozenset({"name", "steps", "output"})
 # What a recipe may say about its output; where it goes is the submitter's business.
@@ -41,11 +41,8 @@ class LoadedRecipe:
 def load_recipe(path: str | Path) -> LoadedRecipe:
     """Read and validate a recipe file (`.yaml`, `.yml` or `.json`)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SchemaError(f"recipe {path}: cannot read it ({exc.strerror or exc})") from None
-    data = _parse(path, text)
+    text = read_text(path, SchemaError)
+    data = parse_text(path, text, SchemaError)
     if not isinstance(data, dict):
         raise SchemaError(f"{path}: a recipe is a mapping with a 'steps' list")
     unknown = sorted(set(data) - TOP_LEVEL_KEYS)
@@ -61,20 +58,6 @@ def load_recipe(path: str | Path) -> LoadedRecipe:
     except ValidationError as exc:
         raise SchemaError(f"{path}: {first_error(exc)}") from None
     return LoadedRecipe(recipe, output, origin=str(path))
-
-
-def _parse(path: Path, text: str) -> Any:
-    try:
-        if path.suffix.lower() == ".json":
-            return json.loads(text)
-        return yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        raise SchemaError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SchemaError(f"{where}: not valid YAML: {problem}") from None
 
 
 def _step_lines(text: str) -> list[int]:

@@ -16,11 +16,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from jobs.errors import ConfigError, DarkroomError
 from jobs.schema import OutputSpec, Recipe
+from jobs.yamlfile import load_file
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -90,13 +90,13 @@ class Schedule(BaseModel):
 
 
 def load_schedules(path: Path) -> dict[str, Schedule]:
-    """Schedules by name; recipe files are read relative to the schedule file."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    """Schedules by name; recipe files are read relative to the schedule file.
+
+    Raises:
+        ConfigError: the file cannot be read or parsed, a schedule is invalid, or two
+            schedules share a name.
+    """
+    data = load_file(path, ConfigError)
     rows = data.get("schedules") if isinstance(data, dict) else None
     if not isinstance(rows, list) or not rows:
         raise ConfigError(f"{path}: expected 'schedules:' with a list of schedules")

@@ -12,11 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from jobs.errors import ConfigError
 from jobs.schema import Lane
+from jobs.yamlfile import load_file
 
 
 class KubernetesTarget(BaseModel):
@@ -133,11 +133,9 @@ def parse_pools(data: Any, origin: str = "pools") -> PoolConfig:
 
 
 def load_pools(path: Path) -> PoolConfig:
-    """Read a pool file (YAML or JSON)."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_pools(data, str(path))
+    """Read a pool file (YAML or JSON).
+
+    Raises:
+        ConfigError: the file cannot be read, does not parse, or a pool is invalid.
+    """
+    return parse_pools(load_file(path, ConfigError), str(path))
