@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from typing import Any
 
 import click
@@ -27,24 +28,42 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class LazyGroup(click.Group):
+    """A click group whose `lazy` commands are imported only when they run.
+
+    `lazy` maps a command name to ("module:attribute" of a click command, one-line
+    help); the help lists them without importing them. Commands added the usual way
+    (`@group.command()`) list beside them.
+    """
+
+    def __init__(
+        self, *args: Any, lazy: Mapping[str, tuple[str, str]] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy if lazy is not None else {}
+
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in COMMANDS:
-            return None
-        module_name, attr = COMMANDS[name][0].split(":")
+        if name in self.commands or name not in self.lazy:
+            return super().get_command(ctx, name)
+        module_name, attr = self.lazy[name][0].split(":")
         command = getattr(importlib.import_module(module_name), attr)
         assert isinstance(command, click.Command)
         return command
 
     def format_commands(self, ctx: click.Context, formatter: Any) -> None:
-        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        rows = [(name, self._help(name)) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
+    def _help(self, name: str) -> str:
+        if name in self.lazy:
+            return self.lazy[name][1]
+        return self.commands[name].get_short_help_str(limit=70)
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="darkroom")
 def main() -> None:
     """darkroom: batch AI image edits over Redis queues and GPU workers."""

@@ -7,13 +7,13 @@ imports torch.
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from typing import Any
 
 import click
 
+from darkroom.cli import LazyGroup
 from jobs.errors import DarkroomError
 from jobs.settings import load_settings
 from model_store import Manifest, ModelStore, parse_variant
@@ -27,31 +27,8 @@ def register_lazy(name: str, target: str, help: str) -> None:
     LAZY_COMMANDS[name] = (target, help)
 
 
-class ModelsGroup(click.Group):
-    """A group whose errors print as one line, with lazily imported extra commands."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name in self.commands or name not in LAZY_COMMANDS:
-            return super().get_command(ctx, name)
-        module_name, attr = LAZY_COMMANDS[name][0].split(":")
-        command = getattr(importlib.import_module(module_name), attr)
-        assert isinstance(command, click.Command)
-        return command
-
-    def format_commands(self, ctx: click.Context, formatter: Any) -> None:
-        rows = [
-            (name, LAZY_COMMANDS[name][1] if name in LAZY_COMMANDS else self._help(ctx, name))
-            for name in self.list_commands(ctx)
-        ]
-        with formatter.section("Commands"):
-            formatter.write_dl(rows)
-
-    def _help(self, ctx: click.Context, name: str) -> str:
-        command = self.commands[name]
-        return command.get_short_help_str(limit=70)
+class ModelsGroup(LazyGroup):
+    """`darkroom models`: a lazy group whose errors print as one line."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -83,7 +60,7 @@ def _summary(manifest: Manifest) -> str:
     )
 
 
-@click.group(cls=ModelsGroup)
+@click.group(cls=ModelsGroup, lazy=LAZY_COMMANDS)
 @click.option("--store", help="folder or s3://bucket/prefix; default: settings (<home>/models)")
 @click.option("--cache", type=click.Path(path_type=Path), help="this machine's model cache")
 @click.pass_context
