@@ -25,7 +25,7 @@ import click
 
 from jobs.errors import SchemaError
 from jobs.ops import CATALOGUE
-from transport.keyspace import Keyspace
+from transport.keyspace import WEBHOOK_SECRET_FIELD, Keyspace
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 KEY_PREFIX = "drk"
 TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 KEY_ID = re.compile(r"^[0-9a-f]{12}$")
-WEBHOOK_SECRET_FIELD = "webhook_secret"  # workers.webhooks reads it under this name
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,10 @@
 
 from dataclasses import dataclass
 
+WEBHOOK_SECRET_FIELD = "webhook_secret"
+"""Field of an API key's hash (`Keyspace.api_key`) holding its webhook signing secret:
+`producer.api_keys` writes it, `workers.webhooks` reads it."""
+
 
 @dataclass(frozen=True)
 class Keyspace:

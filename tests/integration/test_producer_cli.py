@@ -14,27 +14,20 @@ from jobs.states import JobState
 from producer.batch import submit_batch
 from producer.recipes import recipe_from_ops
 from producer.sources import SourceItem
-from tests.integration.test_producer_support import (
+from tests.fixtures.cli import (
     Env,
     decode,
     depth,
     make_photos,
     messages,
-    new_env,
     play_worker,
     store_of,
     take,
 )
-from transport.embedded import EmbeddedRedis
 from transport.keyspace import Keyspace
 from transport.messages import UNACKED_HASH, priority_list
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def cli_env(redis_server: EmbeddedRedis, redis_client: redis.Redis, tmp_path: Path) -> Env:
-    return new_env(redis_server, tmp_path)
 
 
 PHOTOS = ["day1/IMG_1.jpg", "day1/IMG_2.jpg", "day2/IMG_1.jpg", "cover.png", "day2/IMG_3.jpg"]

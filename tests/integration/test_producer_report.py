@@ -16,23 +16,16 @@ from PIL import Image
 
 from jobs.settings import Settings
 from testbed.s3 import SeaweedS3
-from tests.integration.test_producer_support import (
+from tests.fixtures.cli import (
     Env,
     make_photos,
     messages,
-    new_env,
     play_worker,
     store_of,
     take,
 )
-from transport.embedded import EmbeddedRedis
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def cli_env(redis_server: EmbeddedRedis, redis_client: redis.Redis, tmp_path: Path) -> Env:
-    return new_env(redis_server, tmp_path)
 
 
 PHOTOS = ["day1/IMG_1.jpg", "day1/IMG_2.jpg", "day2/IMG_1.jpg", "cover.png"]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from jobs.errors import InputInvalid, JobError
-from transport.keyspace import Keyspace
+from transport.keyspace import WEBHOOK_SECRET_FIELD, Keyspace
 from workers.webhooks.sending import post
 from workers.webhooks.signing import SIGNATURE_HEADER, sign
 
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_SECRET_FIELD = "webhook_secret"  # on the API key's hash (producer.api_keys writes it)
 RETRY_STATUSES = frozenset({408, 429})
 
 _CLAIM = """
