@@ -1,5 +1,8 @@
 """`darkroom schedule list|run|serve`: scheduled restorations of scanned archives.
 
+Own loop, not Celery beat or APScheduler: neither stops two scheduler processes running
+one schedule twice; a Redis lock per schedule and a per-scan ledger do (croniter parses cron).
+
 Schedules come from a YAML file (`--file`, or `DARKROOM_SCHEDULES`, default
 `schedules.yaml`); see `producer.schedule_config` for its format. `serve` wakes every
 `--tick` seconds and runs each schedule that is due; the per-schedule lock in Redis

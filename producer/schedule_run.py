@@ -1,5 +1,8 @@
 """One run of a schedule: find scans not yet restored, queue them, report.
 
+Own code, not a scheduler library's job store: "never restore a scan twice" needs the
+per-scan ledger (`producer.schedule_ledger`), which no scheduler keeps.
+
 1. list the source's images (`producer.sources`) and fingerprint each;
 2. bring the ledger up to date with the jobs of earlier runs (succeeded, failed);
 3. sort every scan: new or changed -> queue; restored, in progress or failed with

@@ -1,5 +1,7 @@
 """The autoscaler's decision: how many replicas a pool needs now. Pure logic, no I/O.
 
+Own code, not KEDA's Redis scaler: it sees list length only, and only in Kubernetes.
+
 Per pool, from its queue's depth, jobs in flight, replicas and measured service time:
 
     busy    = load / utilization               replicas the current load keeps busy,
