@@ -28,7 +28,6 @@ import torch
 
 import jobs.ops.identity  # noqa: F401  (registers the op until jobs.ops imports it)
 from bench.harness import table
-from darkroom.samples import load_photo
 from jobs.ops import get_op
 from jobs.ops.identity import IdentityPortraitParams
 from jobs.settings import Settings
@@ -39,6 +38,7 @@ from pipelines.identity import IdentityPortrait, identity_portrait
 from pipelines.identity.gate import IdentityScorer
 from pipelines.identity.subject import find_subject
 from pipelines.portrait.nets import face_analyzer
+from samples.photos import load_photo
 from workers.resident import ResidentModels
 
 

@@ -64,7 +64,7 @@ class Load:
 
 
 def write_photo(path: Path) -> Path:
-    from darkroom.samples import load_photo
+    from samples.photos import load_photo
 
     load_photo("astronaut").resize(PHOTO_SIDE).save(path, quality=88)
     return path

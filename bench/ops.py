@@ -19,11 +19,12 @@ from typing import Any
 
 from PIL import Image
 
-from darkroom.samples import RESTORE_RECIPE, add_defects, add_noise, fade, load_photo
 from jobs.ops import get_op
 from jobs.schema import Lane, Recipe
 from pipelines.base import OpContext
 from pipelines.classic import OPS
+from samples.photos import add_defects, add_noise, fade, load_photo
+from samples.recipes import RESTORE_RECIPE
 
 # op -> params for the ops the recipe does not use (or uses with other settings)
 BENCH_PARAMS: dict[str, dict[str, Any]] = {

@@ -28,7 +28,8 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
-from darkroom.selfie import selfie_model_from_wheels
+from pipelines.portrait.selfie_wheel import selfie_model_from_wheels
+from samples.recipes import recipe_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,7 +86,7 @@ RECIPE = (
     ("skin_smooth", {"strength": 0.5}),
     ("remove_background", {"method": "auto"}),
 )
-"""The steps of darkroom/recipes/portrait_retouch.yaml."""
+"""The steps of samples/recipes/portrait_retouch.yaml."""
 
 
 def run_steps(image: Image.Image, steps: Any, lane: Any, models: Any) -> Image.Image:
@@ -180,7 +181,7 @@ def preview_lane_rows(wheels: Path, runs: int) -> list[tuple[str, str, str, str]
     from producer.recipes import load_recipe
     from transport.store import JobStore, Submission
 
-    recipe = load_recipe(ROOT / "darkroom" / "recipes" / "portrait_retouch.yaml").recipe
+    recipe = load_recipe(recipe_path("portrait_retouch")).recipe
     with lab() as here:
         store_dir = here.tmp / "models"
         selfie = selfie_model_from_wheels(wheels, here.tmp / "selfie")

@@ -19,15 +19,14 @@ import click
 import redis
 import yaml
 
-from darkroom.samples import RESTORE_RECIPE, make_portrait_set, make_sample_set
-from darkroom.selfie import publish_selfie
 from jobs.settings import Settings, load_settings
+from pipelines.portrait.selfie_wheel import publish_selfie
+from samples.photos import make_portrait_set, make_sample_set
+from samples.recipes import RESTORE_RECIPE, recipe_path
 from transport.embedded import EmbeddedRedis, start_redis
 from transport.keyspace import Keyspace
 from workers.cli import worker_argv
 from workers.heartbeat import stop_process_group, wait_until_beating
-
-RECIPES = Path(__file__).parent / "recipes"
 
 
 @click.command()
@@ -45,7 +44,7 @@ def demo(out: str, concurrency: int) -> None:
         (
             "demo-portraits",
             make_portrait_set(root / "portraits"),
-            RECIPES / "portrait_retouch.yaml",
+            recipe_path("portrait_retouch"),
             root / "retouched",
         ),
     ]

@@ -1,5 +1,7 @@
 """`darkroom models`: publish, list, show, pull, promote, roll back, verify and gc models.
 
+A CLI module only: the model store itself is `model_store`; this wires it to click.
+
 Commands that live in heavier packages (the lead attaches `make-tiny` from
 `pipelines`) are registered with `register_lazy`, so `darkroom models list` never
 imports torch.
@@ -236,7 +238,7 @@ def gc(ctx: click.Context, grace_hours: float, cache_only: bool) -> None:
 # in the composition root, and imported only when run.
 register_lazy(
     "publish-selfie",
-    "darkroom.selfie:publish_selfie_command",
+    "pipelines.portrait.selfie_wheel:publish_selfie_command",
     "publish MediaPipe's selfie-segmentation model from its wheel (remove_background)",
 )
 register_lazy(

@@ -127,7 +127,7 @@ class AofRedis:
 
 def write_photos(folder: Path, count: int) -> list[SourceItem]:
     """`count` distinct small JPEGs: windows sliding over a real photo."""
-    from darkroom.samples import load_photo
+    from samples.photos import load_photo
 
     folder.mkdir(parents=True, exist_ok=True)
     photo = load_photo("coffee")  # 600x400

@@ -40,7 +40,7 @@ BUDGET = {"max_side": 96, "preview_side": 64, "steps": 3, "preview_steps": 2}
 @pytest.fixture(scope="module")
 def portrait_photo() -> Image.Image:
     """A 3:2 crop of the astronaut around her face: not square, not on the grid."""
-    from darkroom.samples import load_photo
+    from samples.photos import load_photo
 
     return load_photo("astronaut").crop((60, 0, 360, 200))
 

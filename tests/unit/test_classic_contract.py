@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from darkroom.samples import RESTORE_RECIPE, make_sample_set
 from jobs.errors import SchemaError
 from jobs.ops import CATALOGUE, get_op
 from jobs.schema import Recipe
 from pipelines.base import OpContext
 from pipelines.classic import OPS
 from pipelines.registry import implementation
+from samples.photos import make_sample_set
+from samples.recipes import RESTORE_RECIPE
 
 # params for running each op once; every op must appear here
 EXAMPLE_PARAMS: dict[str, dict[str, Any]] = {

@@ -17,7 +17,6 @@ from skimage import data
 
 import jobs.ops.portrait  # noqa: F401  (registers the portrait ops)
 from bench.portrait import ROOT, astronaut_subject_mask, iou
-from darkroom.selfie import selfie_model_from_wheels
 from jobs.errors import FaceNotFound, InputInvalid, ModelUnavailable
 from jobs.ops import get_op
 from jobs.schema import Lane
@@ -25,6 +24,7 @@ from jobs.settings import Settings
 from pipelines.base import OpContext
 from pipelines.faces import FolderModels
 from pipelines.portrait.nets import LOOKUPS
+from pipelines.portrait.selfie_wheel import selfie_model_from_wheels
 from pipelines.registry import implementation
 
 SELFIE_IOU = 0.93  # measured 0.961

@@ -12,12 +12,12 @@ from skimage import data
 
 import jobs.ops.portrait  # noqa: F401  (registers the portrait ops)
 from bench.portrait import astronaut_subject_mask, iou
-from darkroom.recipes import recipe_path
 from jobs.schema import Lane
 from jobs.tiers import route
 from pipelines.base import OpContext
 from pipelines.registry import implementation
 from producer.recipes import load_recipe
+from samples.recipes import recipe_path
 
 
 def run_recipe(image: Image.Image, lane: Lane = Lane.FINAL) -> tuple[Image.Image, dict]:

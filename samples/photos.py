@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -195,19 +194,3 @@ def _write_set(
             image.save(path)
         paths.append(path)
     return paths
-
-
-# The demo's restoration: repair marks first (before anything smooths them into the
-# picture), then noise, then colour and tone, and sharpen last (so it does not
-# sharpen noise). Tuned on the sample set; valid `jobs.schema.Recipe` data.
-RESTORE_RECIPE: dict[str, Any] = {
-    "name": "restore",
-    "steps": [
-        {"dust_scratch_removal": {"sensitivity": 0.5, "max_defect_px": 5}},
-        {"denoise": {"strength": 4.0}},
-        {"restore_faded_color": {"strength": 0.7}},
-        {"white_balance": {"method": "shades_of_gray", "strength": 0.4}},
-        {"auto_levels": {"clip_percent": 0.1}},
-        {"sharpen": {"amount": 0.5, "radius": 1.2, "threshold": 4}},
-    ],
-}

