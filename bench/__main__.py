@@ -16,6 +16,7 @@ import time
 CPU = {
     "queue": "dispatch, preview isolation, throughput, submission (the backbone targets)",
     "ops": "classic op latency at 1 MP",
+    "preview": "one-call wait=preview latency through the API, split by Redis timestamps",
     "portrait": "face analysis, skin_smooth, remove_background, portrait_retouch",
     "models": "cold load vs warm call; resident cache under a mixed stream",
     "identity": "identity_portrait per stage at tiny size",

@@ -7,6 +7,7 @@ batches, the /edit route, and a corpus of bad input that must get a 4xx (never a
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import struct
@@ -25,6 +26,7 @@ from jobs.schema import Job
 from jobs.settings import Settings
 from producer.api import ApiOptions, create_app
 from producer.api_keys import KeyLimits, KeyRing
+from storage import read_uri
 from transport.keyspace import Keyspace
 from transport.messages import priority_list
 
@@ -236,10 +238,14 @@ def test_an_upload_is_stored_under_the_tenants_prefix_and_referenced(
         job.output.uri
         == (Path(settings.output) / "tenants/uploader/outputs").resolve().as_uri() + "/"
     )
-    import base64
+    assert read_uri(job.input, settings) == png()  # the worker reads the bytes sent
 
-    inline = {"image_base64": base64.b64encode(png()).decode(), **SHARPEN}
-    assert client.post("/v1/jobs", headers=headers, json=inline).status_code == 202
+    inline = {"image_base64": base64.b64encode(png(24)).decode(), **SHARPEN}
+    answer = client.post("/v1/jobs", headers=headers, json=inline)
+    assert answer.status_code == 202, answer.text
+    inline_job = stored_job(redis_client, answer.json()["id"])
+    assert inline_job.input.startswith(uploads.as_uri()) and inline_job.input != job.input
+    assert read_uri(inline_job.input, settings) == png(24)
 
 
 def test_a_batch_pages_its_jobs_with_a_cursor(
