@@ -140,7 +140,11 @@ class Job(BaseModel):
 
     @classmethod
     def from_json(cls, data: str | bytes | dict[str, Any]) -> Job:
-        """Decode a job; any failure is one `SchemaError` with a readable message."""
+        """Decode a job; any failure is one `SchemaError` with a readable message.
+
+        Raises:
+            SchemaError: `data` is not JSON or not a valid job.
+        """
         try:
             if isinstance(data, dict):
                 return cls.model_validate(data)

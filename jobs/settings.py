@@ -89,6 +89,11 @@ class Settings(BaseSettings):
         return self.model_cache or self.home / "model-cache"
 
     def check(self) -> Settings:
+        """`self`, once its settings are consistent with one another.
+
+        Raises:
+            ConfigError: settings that contradict each other (timeouts, heartbeats).
+        """
         if self.visibility_timeout_s <= self.render_time_limit_s:
             raise ConfigError(
                 f"visibility_timeout_s ({self.visibility_timeout_s}) must exceed "
@@ -100,6 +105,11 @@ class Settings(BaseSettings):
 
 
 def load_tiers(path: Path) -> tuple[Tier, ...]:
+    """Tiers from a YAML or JSON file: a list, or a mapping with a `tiers` list.
+
+    Raises:
+        ConfigError: the file cannot be read or parsed, or holds no valid tiers.
+    """
     data = load_file(path)
     rows = data.get("tiers", data) if isinstance(data, dict) else data
     if not isinstance(rows, list) or not rows:
@@ -111,7 +121,12 @@ def load_tiers(path: Path) -> tuple[Tier, ...]:
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment (and `DARKROOM_CONFIG`), with flag overrides."""
+    """Settings from the environment (and `DARKROOM_CONFIG`), with flag overrides.
+
+    Raises:
+        ConfigError: the `DARKROOM_CONFIG` file cannot be read or is not a mapping,
+            or the settings contradict each other.
+    """
     import os
 
     base: dict[str, Any] = {}

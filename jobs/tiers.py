@@ -75,7 +75,11 @@ def sorted_tiers(tiers: Iterable[Tier]) -> list[Tier]:
 
 
 def route(recipe: Recipe, tiers: Sequence[Tier] = DEFAULT_TIERS) -> Tier:
-    """The smallest tier that can run every step of `recipe`."""
+    """The smallest tier that can run every step of `recipe`.
+
+    Raises:
+        SchemaError: no configured tier can run every step.
+    """
     for tier in sorted_tiers(tiers):
         if all(tier.can_run(step.op, step.params) for step in recipe.steps):
             return tier
@@ -86,6 +90,11 @@ def route(recipe: Recipe, tiers: Sequence[Tier] = DEFAULT_TIERS) -> Tier:
 
 
 def tier_named(name: str, tiers: Sequence[Tier] = DEFAULT_TIERS) -> Tier:
+    """The configured tier called `name`.
+
+    Raises:
+        SchemaError: no tier of that name is configured.
+    """
     for tier in tiers:
         if tier.name == name:
             return tier

@@ -33,7 +33,11 @@ class AliasBook(BaseModel):
         return True
 
     def rollback(self, alias: str) -> str:
-        """Point `alias` back at the version it pointed at before; returns that version."""
+        """Point `alias` back at the version it pointed at before; returns that version.
+
+        Raises:
+            AliasError: no such alias, or it has pointed at one version only.
+        """
         history = self.aliases.get(alias)
         if not history:
             raise AliasError(f"{self.name} has no alias {alias!r} to roll back")

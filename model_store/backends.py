@@ -122,6 +122,11 @@ class S3Transfer:
 
 
 def transfer_for(storage: Storage) -> Transfer:
+    """How model files move to and from `storage` (a local folder or an S3 bucket).
+
+    Raises:
+        TypeError: `storage` is neither a local folder nor S3.
+    """
     if isinstance(storage, LocalStorage):
         return LocalTransfer(storage)
     from storage.s3 import S3Storage

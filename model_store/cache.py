@@ -48,7 +48,12 @@ class LocalModel:
 
     @contextmanager
     def in_use(self, timeout_s: float = 60.0) -> Iterator[LocalModel]:
-        """Pin the copy while its files are read: eviction and repair wait for it."""
+        """Pin the copy while its files are read: eviction and repair wait for it.
+
+        Raises:
+            ModelUnavailable: another process held the copy's lock to replace it for
+                `timeout_s` seconds.
+        """
         if self.lock_file is None:
             yield self
             return
@@ -118,7 +123,11 @@ class ModelCache:
 
     @contextmanager
     def locked(self, manifest: Manifest, *, shared: bool) -> Iterator[None]:
-        """Hold the model's lock, waiting up to `lock_timeout_s` for another puller."""
+        """Hold the model's lock, waiting up to `lock_timeout_s` for another puller.
+
+        Raises:
+            ModelUnavailable: another process held the lock for `lock_timeout_s`.
+        """
         lock = self.lock_file(manifest.name, manifest.version)
         with flocked(lock, shared=shared, timeout_s=self.lock_timeout_s) as got:
             if not got:

@@ -43,7 +43,11 @@ def model_files(src: Path) -> list[Path]:
 
 
 def scan(src: Path) -> list[FileEntry]:
-    """One entry, with sha256 and size, per file of the model folder `src`."""
+    """One entry, with sha256 and size, per file of the model folder `src`.
+
+    Raises:
+        SourceError: `src` is not a folder, or holds no files.
+    """
     if not src.is_dir():
         raise SourceError(f"{src} is not a folder")
     paths = model_files(src)
@@ -56,7 +60,11 @@ def scan(src: Path) -> list[FileEntry]:
 
 
 def safetensors_params(path: Path) -> int:
-    """Number of parameters in a .safetensors file, read from its header alone."""
+    """Number of parameters in a .safetensors file, read from its header alone.
+
+    Raises:
+        SourceError: the file is too short or its header is corrupt.
+    """
     with path.open("rb") as fh:
         head = fh.read(8)
         if len(head) < 8:
@@ -87,7 +95,11 @@ def parameter_count(src: Path, entries: list[FileEntry]) -> int:
 
 
 def pipeline_class_of(src: Path) -> str | None:
-    """The `_class_name` diffusers records in model_index.json (or a component's config)."""
+    """The `_class_name` diffusers records in model_index.json (or a component's config).
+
+    Raises:
+        SourceError: model_index.json (or a config) is not a JSON object.
+    """
     for name in ("model_index.json", "config.json"):
         path = src / name
         if path.is_file():

@@ -25,7 +25,11 @@ KINDS = ("fp32", "bf16", "fp16", "fp8", "int8_weight_only", "nf4", "onnx", "tens
 
 
 def check_name(value: str, what: str) -> str:
-    """`value` if it is a valid model name, version or alias; else a SchemaError."""
+    """`value` if it is a valid model name, version or alias; else a SchemaError.
+
+    Raises:
+        SchemaError: `value` is not 1-128 letters, digits, '.', '_' or '-'.
+    """
     if not NAME_PATTERN.match(value) or value in (".", ".."):
         raise SchemaError(
             f"{what} {value!r} must be 1-128 letters, digits, '.', '_' or '-', "
@@ -139,7 +143,11 @@ class Manifest(BaseModel):
 
     def variant_for(self, tier: str, preferred: list[str] | None = None) -> Variant:
         """The variant to run on `tier`: the first of `preferred` (names or kinds) that is
-        meant for the tier, else the first such variant in manifest order."""
+        meant for the tier, else the first such variant in manifest order.
+
+        Raises:
+            ModelUnavailable: no variant of this model is meant for `tier`.
+        """
         fitting = [v for v in self.variants if tier in v.tiers]
         for wanted in preferred or []:
             for variant in fitting:
@@ -158,6 +166,11 @@ class Manifest(BaseModel):
 
     @classmethod
     def from_json(cls, raw: bytes, where: str) -> Manifest:
+        """The manifest in `raw` (JSON bytes) read from `where` (for the message).
+
+        Raises:
+            ModelUnavailable: `raw` is not a valid manifest; `where` names it.
+        """
         try:
             return cls.model_validate_json(raw)
         except ValueError as exc:

@@ -21,7 +21,12 @@ def is_hub_id(src: str) -> bool:
 
 
 def local_source(src: str | Path, download_dir: Path, revision: str | None = None) -> Path:
-    """A folder to publish: `src` itself, or the hub id `src` downloaded under `download_dir`."""
+    """A folder to publish: `src` itself, or the hub id `src` downloaded under `download_dir`.
+
+    Raises:
+        SourceError: `src` is a file, or neither a folder nor an owner/name hub id;
+            or the download failed (see `download`).
+    """
     path = Path(src).expanduser()
     if path.is_dir():
         return path.resolve()
@@ -33,7 +38,11 @@ def local_source(src: str | Path, download_dir: Path, revision: str | None = Non
 
 
 def download(repo_id: str, download_dir: Path, revision: str | None = None) -> Path:
-    """Fetch a hub snapshot; every failure becomes a SourceError saying what to do."""
+    """Fetch a hub snapshot; every failure becomes a SourceError saying what to do.
+
+    Raises:
+        SourceError: huggingface_hub is not installed, or the download failed.
+    """
     try:
         from huggingface_hub import snapshot_download
     except ImportError:

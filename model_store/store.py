@@ -72,7 +72,13 @@ class ModelStore:
         license: str | None = None,
         components: dict[str, str] | None = None,
     ) -> Manifest:
-        """Publish a model folder (or a hub id, downloaded first) as `name@version`."""
+        """Publish a model folder (or a hub id, downloaded first) as `name@version`.
+
+        Raises:
+            VersionExists: `name@version` is published with different content.
+            SourceError: `src` cannot be read (not a folder, no files, a bad header).
+            SchemaError: a name, version or variant is malformed.
+        """
         # 1. the folder (a hub id is downloaded first, once the names are known good)
         check_name(name, "model name")
         check_name(version, "version")
@@ -131,7 +137,11 @@ class ModelStore:
         return AliasBook.model_validate_json(raw) if raw else AliasBook(name=name)
 
     def resolve(self, ref: str) -> Manifest:
-        """`name@version`, `name@alias`, or `name` (its stable alias, else its latest version)."""
+        """`name@version`, `name@alias`, or `name` (its stable alias, else its latest version).
+
+        Raises:
+            ModelUnavailable: nothing is published under `ref`.
+        """
         parsed = ModelRef.parse(ref)
         if parsed.selector is not None:
             manifest = self._load(parsed.name, parsed.selector)
@@ -204,7 +214,12 @@ class ModelStore:
     # -- aliases ---------------------------------------------------------------------
 
     def promote(self, ref: str, alias: str) -> None:
-        """Point `name@alias` at the version `ref` resolves to."""
+        """Point `name@alias` at the version `ref` resolves to.
+
+        Raises:
+            AliasError: `alias` is the name of a version.
+            ModelUnavailable: `ref` is not published.
+        """
         manifest = self.resolve(ref)
         check_name(alias, "alias")
         if self._load(manifest.name, alias) is not None:
@@ -214,7 +229,11 @@ class ModelStore:
             self.backend.write(aliases_key(manifest.name), book.model_dump_json(indent=2).encode())
 
     def rollback(self, name: str, alias: str) -> str:
-        """Point `name@alias` back at its previous version; returns that version."""
+        """Point `name@alias` back at its previous version; returns that version.
+
+        Raises:
+            AliasError: the alias has no earlier version, or it is gone from the store.
+        """
         book = self.aliases(check_name(name, "model name"))
         previous = book.rollback(alias)
         if self._load(name, previous) is None:

@@ -100,7 +100,11 @@ class VariantSpec:
     options: dict[str, Any] = field(default_factory=dict)
 
     def build(self, params: int, entries: Sequence[FileEntry], tiers: Sequence[Tier]) -> Variant:
-        """The variant for a folder of `params` parameters holding `entries`."""
+        """The variant for a folder of `params` parameters holding `entries`.
+
+        Raises:
+            SchemaError: the spec names files the folder does not hold.
+        """
         by_path = {e.path: e for e in entries}
         missing = [p for p in self.files if p not in by_path]
         if missing:
@@ -155,7 +159,11 @@ def _number(key: str, text: str) -> float:
 
 
 def parse_variant(spec: str) -> VariantSpec:
-    """`fp8:tiers=a10,a100:memory_gb=20` -> a VariantSpec (see the module docstring)."""
+    """`fp8:tiers=a10,a100:memory_gb=20` -> a VariantSpec (see the module docstring).
+
+    Raises:
+        SchemaError: no kind=, or a part is not key=value.
+    """
     name, *pairs = spec.strip().split(":")
     check_name(name, "variant name")
     fields: dict[str, str] = {}

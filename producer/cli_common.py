@@ -37,7 +37,12 @@ class Failure(click.ClickException):
 
 
 def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn darkroom's and Redis's errors into one clear line and an exit code."""
+    """Turn darkroom's and Redis's errors into one clear line and an exit code.
+
+    Raises:
+        Failure: in place of a DarkroomError or a Redis error (exit code 2 for a
+            schema or configuration error, 1 otherwise).
+    """
     import redis
 
     @functools.wraps(command)

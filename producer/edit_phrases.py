@@ -139,7 +139,11 @@ class Reading:
 
 
 def read_instructions(text: str) -> Reading:
-    """Match phrases (longest first) and collect what is left, in the order written."""
+    """Match phrases (longest first) and collect what is left, in the order written.
+
+    Raises:
+        SchemaError: `text` is over 1,000 characters.
+    """
     if len(text) > MAX_INSTRUCTIONS:
         raise SchemaError(f"instructions are {len(text)} characters; the limit is 1000")
     lowered = " " + re.sub(r"\s+", " ", text.lower().replace("\u2019", "'")) + " "
@@ -166,7 +170,12 @@ def _leftovers(masked: str) -> list[str]:
 
 
 def resize_step(size: str | int | None) -> Step | None:
-    """`"1024"` -> longest side 1024; `"1024x768"` -> fit inside 1024x768."""
+    """`"1024"` -> longest side 1024; `"1024x768"` -> fit inside 1024x768.
+
+    Raises:
+        SchemaError: `size` is neither a number nor WIDTHxHEIGHT, or a side is out
+            of range.
+    """
     if size is None or size == "":
         return None
     match = _SIZE.match(str(size))
@@ -188,6 +197,10 @@ def recipe_for(
     `edit_op` names the instruction-edit op to hand unknown text to (the caller decides
     whether one is available); its prompt is the unknown clauses, or the whole text
     when no phrase matched at all. It runs after the matched steps, before the resize.
+
+    Raises:
+        UnknownInstruction: text no phrase matches, when no `edit_op` takes it.
+        SchemaError: the instructions are too long, or `size` is malformed.
     """
     reading = read_instructions(instructions)
     steps = list(reading.steps)

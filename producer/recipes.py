@@ -39,7 +39,12 @@ class LoadedRecipe:
 
 
 def load_recipe(path: str | Path) -> LoadedRecipe:
-    """Read and validate a recipe file (`.yaml`, `.yml` or `.json`)."""
+    """Read and validate a recipe file (`.yaml`, `.yml` or `.json`).
+
+    Raises:
+        SchemaError: the file cannot be read or parsed, or is not a valid recipe;
+            the message names the file and, where known, the line of the step.
+    """
     path = Path(path)
     text = read_text(path, SchemaError)
     data = parse_text(path, text, SchemaError)
@@ -151,7 +156,11 @@ def parse_value(text: str) -> Any:
 
 
 def parse_op(spec: str) -> Step:
-    """`denoise:strength=8` or `resize:max_side=2048,fit=cover` or `auto_levels`."""
+    """`denoise:strength=8` or `resize:max_side=2048,fit=cover` or `auto_levels`.
+
+    Raises:
+        SchemaError: not NAME[:key=value,...], an unknown op, or invalid params.
+    """
     name, _, rest = spec.strip().partition(":")
     if not _OP_NAME.match(name):
         raise SchemaError(f"--op {spec!r}: expected NAME[:key=value,...]")
@@ -170,7 +179,11 @@ def parse_op(spec: str) -> Step:
 
 
 def recipe_from_ops(specs: Sequence[str], name: str | None = None) -> LoadedRecipe:
-    """A recipe from `--op` flags, in the order given."""
+    """A recipe from `--op` flags, in the order given.
+
+    Raises:
+        SchemaError: no `--op` given, or one is invalid.
+    """
     if not specs:
         raise SchemaError("give a recipe: --recipe FILE or at least one --op NAME[:k=v,...]")
     try:

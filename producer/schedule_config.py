@@ -27,7 +27,11 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(value: str | float) -> float:
-    """`90`, `90s`, `15m`, `6h`, `1d` -> seconds."""
+    """`90`, `90s`, `15m`, `6h`, `1d` -> seconds.
+
+    Raises:
+        ValueError: `value` is not a number with an optional s, m, h or d.
+    """
     if isinstance(value, int | float):
         return float(value)
     match = _DURATION.match(value)

@@ -82,6 +82,11 @@ class Ledger:
         self.redis.set(self.last_key, repr(at))
 
     def acquire(self, ttl_s: int = 3600) -> None:
+        """Take the schedule's lock for `ttl_s` seconds, so one run at a time happens.
+
+        Raises:
+            ScheduleBusy: another process holds the schedule's lock.
+        """
         if not self.redis.set(self.lock_key, self._token, nx=True, ex=ttl_s):
             raise ScheduleBusy(f"{self.lock_key} is held: the schedule is running elsewhere")
 

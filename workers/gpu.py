@@ -67,6 +67,10 @@ def choose_tier(
 
     `visible` is the caller's CUDA_VISIBLE_DEVICES: nvidia-smi lists every card whatever
     it says, so with no `--gpu` the worker takes the first card it names.
+
+    Raises:
+        ConfigError: `--gpu` names no visible card.
+        SchemaError: `--tier` names no configured tier.
     """
     gpus = visible_gpus()
     if gpu_index is None and visible:

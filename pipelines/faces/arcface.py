@@ -38,7 +38,20 @@ ARCFACE_TEMPLATE = np.array(
 
 
 def align_arcface(bgr: np.ndarray, face: Face, size: int = ARCFACE_SIZE) -> np.ndarray:
-    """The `size`x`size` crop whose 5 keypoints sit on ArcFace's template."""
+    """The crop whose 5 keypoints sit on ArcFace's template (InsightFace's
+    `arcface_dst`, scaled to `size`).
+
+    Args:
+        bgr: uint8 array of shape (H, W, 3), BGR, 0..255.
+        face: a face found in `bgr`, keypoints in its pixel coordinates.
+        size: side of the crop in pixels.
+
+    Returns:
+        A uint8 array of shape (size, size, 3), BGR; black where the crop leaves the image.
+
+    Raises:
+        ValueError: the keypoints are degenerate (no similarity transform fits them).
+    """
     source = np.array(face.keypoints, dtype=np.float32)
     target = ARCFACE_TEMPLATE * (size / ARCFACE_SIZE)
     matrix, _ = cv2.estimateAffinePartial2D(source, target, method=cv2.LMEDS)
@@ -55,7 +68,12 @@ class ArcFaceEncoder:
 
     @classmethod
     def from_store(cls, models: ModelFiles | None, ref: str = ARCFACE_MODEL) -> ArcFaceEncoder:
-        """Pull `ref` from the worker's model store and build the network once."""
+        """Pull `ref` from the worker's model store and build the network once.
+
+        Raises:
+            ModelUnavailable: no model source, `ref` is not published, it does not hold
+                exactly one .onnx file, or OpenCV cannot load it.
+        """
         files = model_files(models, ref, "identity-preserving generation (InstantID)")
         path = single_file(files.local_path(ref), ".onnx", ref)
         try:
@@ -64,7 +82,19 @@ class ArcFaceEncoder:
             raise ModelUnavailable(f"model {ref!r} at {path} does not load: {exc}") from None
 
     def embed(self, image: Image.Image | np.ndarray, face: Face) -> np.ndarray:
-        """The L2-normalised embedding of `face` in `image`."""
+        """The L2-normalised embedding of `face` in `image`.
+
+        Args:
+            image: a PIL image, or an RGB / RGBA / gray uint8 array (H, W[, C]), 0..255.
+            face: a face found in `image`.
+
+        Returns:
+            A float32 array of shape (512,), unit length (or zeros if the net gives zeros).
+
+        Raises:
+            InputInvalid: `image` is not an 8-bit gray, RGB or RGBA image.
+            ValueError: the face's keypoints are degenerate.
+        """
         crop = align_arcface(to_bgr(image), face)
         # ArcFace expects RGB scaled to [-1, 1].
         blob = cv2.dnn.blobFromImage(

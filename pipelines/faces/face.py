@@ -40,7 +40,8 @@ class Face:
         return self.keypoints[KEYPOINT_NAMES.index(name)]
 
     def as_row(self) -> np.ndarray:
-        """The 15-float row OpenCV's detector returns, which `alignCrop` expects."""
+        """The row OpenCV's detector returns, which `alignCrop` expects: float32, shape
+        (15,): box x, y, w, h, then 5 keypoints as x, y, then the score (pixels)."""
         points = [c for point in self.keypoints for c in point]
         return np.array([*self.box, *points, self.score], dtype=np.float32)
 
@@ -57,8 +58,9 @@ class Face:
 
     @classmethod
     def from_row(cls, row: np.ndarray, scale: float = 1.0, offset: Point = (0.0, 0.0)) -> Face:
-        """A face from a detector row found in an image scaled by `scale` and padded by
-        `offset`; coordinates come back in the original image."""
+        """A face from a detector row (shape (15,) or longer, as `as_row`) found in an
+        image scaled by `scale` and padded by `offset` pixels; coordinates come back in
+        the original image's pixels."""
         ox, oy = offset
 
         def point(x: float, y: float) -> Point:
@@ -75,7 +77,8 @@ class Face:
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """Cosine of the angle between two embeddings, -1..1."""
+    """Cosine of the angle between two embeddings (any float arrays of the same size,
+    flattened), -1..1; 0 if either is all zeros."""
     a = np.asarray(a, dtype=np.float64).ravel()
     b = np.asarray(b, dtype=np.float64).ravel()
     denominator = float(np.linalg.norm(a) * np.linalg.norm(b))

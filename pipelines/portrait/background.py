@@ -15,7 +15,15 @@ from pipelines.portrait.segmentation import refine_alpha, work_image
 def remove_background(
     image: Image.Image, params: RemoveBackgroundParams, ctx: OpContext
 ) -> Image.Image:
-    """The person kept, the rest transparent (RGBA) or replaced (RGB)."""
+    """The person kept, the rest transparent (RGBA) or replaced (RGB).
+
+    `image` is any PIL mode; an existing alpha is kept (multiplied in). The result has
+    `image`'s size.
+
+    Raises:
+        InputInvalid: `background='image'` with no replacement image in the job.
+        ModelUnavailable: `method='selfie'` and the selfie model is not published.
+    """
     # 1. check inputs before any work
     if params.background == "image" and not ctx.extra_inputs:
         raise InputInvalid(
@@ -55,7 +63,8 @@ def composite(front: np.ndarray, back: np.ndarray, alpha: np.ndarray) -> np.ndar
 
 
 def cover(image: Image.Image, width: int, height: int) -> np.ndarray:
-    """`image` scaled to cover `width`x`height` and centre-cropped to it."""
+    """`image` scaled to cover `width`x`height` and centre-cropped to it: a uint8 RGB
+    array of shape (height, width, 3), 0..255."""
     scale = max(width / image.width, height / image.height)
     size = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
     scaled = image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
@@ -68,4 +77,5 @@ def hex_rgb(color: str) -> tuple[int, int, int]:
 
 
 def to_uint8(values: np.ndarray) -> np.ndarray:
+    """Float values 0..1 (any shape) as uint8 0..255, rounded and clipped."""
     return np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)

@@ -20,7 +20,11 @@ PREVIEW_EYE_DISTANCE = 60.0
 def skin_smooth(image: Image.Image, params: SkinSmoothParams, ctx: OpContext) -> Image.Image:
     """Skin smoothed on every face (or the largest); eyes, brows, lips, hair kept sharp.
 
-    No face: `FaceNotFound`, or the image unchanged with `require_face=False`.
+    `image` is L, RGB or RGBA; the result has its size and mode (alpha passes through).
+    No face: the image unchanged with `require_face=False`.
+
+    Raises:
+        FaceNotFound: no face, and `require_face` (the default).
     """
     # 1. find the faces (the op's only failure mode)
     try:
@@ -64,7 +68,13 @@ def _smooth_face(rgb: np.ndarray, face: Face, strength: float, preview: bool) ->
 
 
 def detect_faces(image: Image.Image, params: DetectFacesParams, ctx: OpContext) -> Image.Image:
-    """Record faces (box, score, 5 keypoints) in the job result; optionally draw them."""
+    """Record faces (box, score, 5 keypoints) in the job result; optionally draw them.
+
+    Returns `image` as it was, or with `annotate` an RGB copy with the boxes drawn.
+
+    Raises:
+        FaceNotFound: no face scores `min_score` or more.
+    """
     faces = face_analyzer().detect(image, all_faces=params.all_faces, min_score=params.min_score)
     ctx.info["faces"] = [face.as_info() for face in faces]
     if not params.annotate:

@@ -53,6 +53,11 @@ class SelfieSegmenter:
 
     @classmethod
     def from_file(cls, path: Path) -> SelfieSegmenter:
+        """The segmenter of the TFLite file at `path`.
+
+        Raises:
+            ModelUnavailable: OpenCV cannot load the file.
+        """
         try:
             return cls(cv2.dnn.readNetFromTFLite(str(path)))
         except cv2.error as exc:
@@ -60,10 +65,18 @@ class SelfieSegmenter:
 
     @classmethod
     def from_store(cls, models: ModelFiles | None, ref: str = SELFIE_MODEL) -> SelfieSegmenter:
+        """The segmenter of the published model `ref`.
+
+        Raises:
+            ModelUnavailable: no model source, `ref` is not published, it does not hold
+                exactly one .tflite file, or OpenCV cannot load it.
+        """
         files = model_files(models, ref, "background removal with method 'selfie'")
         return cls.from_file(single_file(files.local_path(ref), ".tflite", ref))
 
     def segment(self, rgb: np.ndarray) -> np.ndarray:
+        """Person probability of `rgb` (uint8 (H, W, 3), 0..255): float32 0..1 of shape
+        (SELFIE_SIZE, SELFIE_SIZE), the model's own resolution."""
         blob = cv2.dnn.blobFromImage(rgb, 1 / 255.0, (SELFIE_SIZE, SELFIE_SIZE))
         with self._lock:
             self.net.setInput(blob)
@@ -82,6 +95,12 @@ class GrabCutSegmenter:
         self.iterations = iterations
 
     def segment(self, rgb: np.ndarray) -> np.ndarray:
+        """Person mask of `rgb` (uint8 (H, W, 3), 0..255): float32 0 or 1, of shape
+        (h, w) with max(h, w) <= `work_side`.
+
+        Raises:
+            FaceNotFound: no face to seed GrabCut with.
+        """
         face = self.analyzer.detect(rgb)[0]  # FaceNotFound: nothing to seed GrabCut with
         height, width = rgb.shape[:2]
         scale = min(1.0, self.work_side / max(height, width))
@@ -96,7 +115,12 @@ class GrabCutSegmenter:
 
 
 def person_prior(shape: tuple[int, int], face: Face, scale: float) -> np.ndarray:
-    """GrabCut's initial labels for a head-and-shoulders subject below `face`."""
+    """GrabCut's initial labels for a head-and-shoulders subject below `face`.
+
+    `shape` is (height, width) of the image GrabCut runs on, `scale` maps `face`'s
+    coordinates into it. Returns a uint8 array of that shape holding `cv2.GC_BGD`,
+    `GC_FGD`, `GC_PR_BGD` or `GC_PR_FGD` per pixel.
+    """
     height, width = shape
     x, y, w, h = (v * scale for v in face.box)
     cx, chin = x + w / 2, y + h
@@ -125,7 +149,13 @@ def person_prior(shape: tuple[int, int], face: Face, scale: float) -> np.ndarray
 
 
 def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float) -> np.ndarray:
-    """He et al.'s guided filter: `source` smoothed, but with `guide`'s edges."""
+    """He et al.'s guided filter: `source` smoothed, but with `guide`'s edges.
+
+    K. He, J. Sun, X. Tang, "Guided Image Filtering", ECCV 2010 / TPAMI 2013.
+    `guide` and `source` are float32 arrays of one shape (H, W), values about 0..1;
+    `radius` is the box half-width in pixels, `eps` the regulariser (in squared units
+    of `guide`). Returns a float32 array of shape (H, W).
+    """
     size = (2 * radius + 1, 2 * radius + 1)
 
     def box(a: np.ndarray) -> np.ndarray:
@@ -145,7 +175,11 @@ keeps a 1 MP cut-out to a few milliseconds of filtering."""
 
 
 def work_image(rgb: np.ndarray) -> np.ndarray:
-    """`rgb` scaled down to WORK_SIDE (never up): what segmenters and the refine see."""
+    """`rgb` scaled down to WORK_SIDE (never up): what segmenters and the refine see.
+
+    `rgb` is a uint8 (H, W, 3) array; the result is uint8 (h, w, 3) with
+    max(h, w) <= WORK_SIDE, `rgb` itself when it is already small enough.
+    """
     height, width = rgb.shape[:2]
     scale = min(1.0, WORK_SIDE / max(height, width))
     if scale == 1.0:

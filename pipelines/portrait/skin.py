@@ -32,7 +32,11 @@ def face_crop(face: Face, shape: tuple[int, int], margin: float = 0.35) -> Crop:
 
 
 def skin_mask(rgb: np.ndarray, face: Face, crop: Crop) -> np.ndarray:
-    """Float32 0..1 mask over `crop` of `rgb`: 1 on the face's skin, 0 elsewhere."""
+    """Float32 0..1 mask over `crop` of `rgb`: 1 on the face's skin, 0 elsewhere.
+
+    `rgb` is a uint8 (H, W, 3) array, 0..255; `crop` is (left, top, right, bottom) in
+    its pixels. Returns float32 of shape (bottom - top, right - left).
+    """
     left, top, right, bottom = crop
     patch = rgb[top:bottom, left:right]
     shifted = _shift(face, left, top)
@@ -63,6 +67,8 @@ def smooth_patch(patch: np.ndarray, eye_distance: float) -> np.ndarray:
 
 
 def blend(original: np.ndarray, smoothed: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """`original` and `smoothed` (uint8 (H, W, 3), 0..255) mixed per pixel by `weight`
+    (float (H, W), 0..1: 0 keeps `original`); uint8 (H, W, 3)."""
     w = weight[..., None]
     mixed = original.astype(np.float32) * (1.0 - w) + smoothed.astype(np.float32) * w
     return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
@@ -115,7 +121,7 @@ def _cheek_samples(ycrcb: np.ndarray, face: Face) -> np.ndarray:
 
 def feature_mask(shape: tuple[int, int], face: Face) -> np.ndarray:
     """1 over the eyes (with lashes), brows and lips of `face`, else 0: filled ellipses
-    around the keypoints, sized by the eye distance."""
+    around the keypoints, sized by the eye distance. Float32 array of `shape` (H, W)."""
     d = face.eye_distance
     (rx, ry), (lx, ly), _, (mrx, mry), (mlx, mly) = face.keypoints
     angle = float(np.degrees(np.arctan2(ly - ry, lx - rx)))  # follow a tilted head

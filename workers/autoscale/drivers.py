@@ -68,6 +68,11 @@ class KubernetesDriver:
         return ScaleRequest(target.deployment, target.namespace, {"spec": {"replicas": replicas}})
 
     def current(self, pool: Pool) -> int | None:
+        """Replicas the Deployment has now (its scale's `spec.replicas`).
+
+        Raises:
+            ScaleFailed: the Kubernetes API refused or could not be reached.
+        """
         target = _k8s_target(pool)
         try:
             scale = self.api.read_namespaced_deployment_scale(target.deployment, target.namespace)
@@ -76,6 +81,11 @@ class KubernetesDriver:
         return int(scale.spec.replicas or 0)
 
     def scale(self, pool: Pool, replicas: int) -> None:
+        """Set the Deployment's scale to `replicas`.
+
+        Raises:
+            ScaleFailed: the Kubernetes API refused or could not be reached.
+        """
         request = self.scale_request(pool, replicas)
         try:
             self.api.patch_namespaced_deployment_scale(

@@ -114,6 +114,11 @@ class PoolConfig(BaseModel):
         return self
 
     def pool(self, queue: str) -> Pool:
+        """The pool that consumes `queue` (`<tier>.<lane>`).
+
+        Raises:
+            ConfigError: no pool serves `queue`.
+        """
         for pool in self.pools:
             if pool.queue == queue:
                 return pool
@@ -121,7 +126,11 @@ class PoolConfig(BaseModel):
 
 
 def parse_pools(data: Any, origin: str = "pools") -> PoolConfig:
-    """Validate already-parsed pool configuration; any problem is one `ConfigError`."""
+    """Validate already-parsed pool configuration; any problem is one `ConfigError`.
+
+    Raises:
+        ConfigError: every problem found, with its place in the file.
+    """
     try:
         return PoolConfig.model_validate(data)
     except ValidationError as exc:
