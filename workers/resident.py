@@ -87,7 +87,13 @@ class ResidentModels:
         return cls(ModelStore.from_settings(settings), tier, device, budget)
 
     def get(self, ref: str, lane: Lane | str = Lane.FINAL) -> Any:
-        """The loaded pipeline for `ref` (name, name@version or name@alias) on this tier."""
+        """The loaded pipeline for `ref` (name, name@version or name@alias) on this tier.
+
+        Raises:
+            ModelUnavailable: `ref` is not published, or has no variant for this tier.
+            OutOfMemory: the model (with its components) needs more than this worker's
+                memory budget, or loading it ran out of GPU memory.
+        """
         with self._lock:
             manifest = self._resolve(ref)
             variant = manifest.variant_for(self.tier, self.preferred.get(str(Lane(lane)), []))
