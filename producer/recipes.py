@@ -50,12 +50,7 @@ def load_recipe(path: str | Path) -> LoadedRecipe:
     data = parse_text(path, text, SchemaError)
     if not isinstance(data, dict):
         raise SchemaError(f"{path}: a recipe is a mapping with a 'steps' list")
-    unknown = sorted(set(data) - TOP_LEVEL_KEYS)
-    if unknown:
-        raise SchemaError(
-            f"{path}: unknown key(s) {', '.join(map(str, unknown))}; "
-            f"a recipe has {', '.join(sorted(TOP_LEVEL_KEYS))}"
-        )
+    _refuse_unknown(path, data, TOP_LEVEL_KEYS, "key", "a recipe has")
     steps = _steps(path, data.get("steps"), _step_lines(text))
     output = _output_block(path, data.get("output"))
     try:
@@ -111,17 +106,23 @@ def _op_name_of(item: Any) -> str | None:
     return None
 
 
+def _refuse_unknown(
+    path: Path, raw: dict[str, Any], allowed: frozenset[str] | set[str], label: str, lead: str
+) -> None:
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise SchemaError(
+            f"{path}: unknown {label}(s) {', '.join(map(str, unknown))}; "
+            f"{lead} {', '.join(sorted(allowed))}"
+        )
+
+
 def _output_block(path: Path, raw: Any) -> dict[str, Any]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         raise SchemaError(f"{path}: 'output' must be a mapping of {', '.join(sorted(OUTPUT_KEYS))}")
-    unknown = sorted(set(raw) - OUTPUT_KEYS)
-    if unknown:
-        raise SchemaError(
-            f"{path}: unknown output key(s) {', '.join(map(str, unknown))}; "
-            f"allowed: {', '.join(sorted(OUTPUT_KEYS))}"
-        )
+    _refuse_unknown(path, raw, OUTPUT_KEYS, "output key", "allowed:")
     try:
         OutputSpec.model_validate(raw)
     except ValidationError as exc:

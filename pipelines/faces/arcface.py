@@ -16,7 +16,7 @@ from PIL import Image
 from jobs.errors import ModelUnavailable
 from pipelines.base import ModelFiles
 from pipelines.faces.analyzer import to_bgr
-from pipelines.faces.artifacts import model_files, single_file
+from pipelines.faces.artifacts import published_file
 from pipelines.faces.face import Face
 
 ARCFACE_MODEL = "arcface-antelopev2@1"
@@ -74,8 +74,7 @@ class ArcFaceEncoder:
             ModelUnavailable: no model source, `ref` is not published, it does not hold
                 exactly one .onnx file, or OpenCV cannot load it.
         """
-        files = model_files(models, ref, "identity-preserving generation (InstantID)")
-        path = single_file(files.local_path(ref), ".onnx", ref)
+        path = published_file(models, ref, "identity-preserving generation (InstantID)", ".onnx")
         try:
             return cls(cv2.dnn.readNetFromONNX(str(path)))
         except cv2.error as exc:

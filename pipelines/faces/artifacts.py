@@ -64,6 +64,16 @@ def model_files(models: ModelFiles | None, ref: str, purpose: str) -> ModelFiles
     return models
 
 
+def published_file(models: ModelFiles | None, ref: str, purpose: str, suffix: str) -> Path:
+    """The one `*<suffix>` file of the published model `ref` (or `ref`'s file itself).
+
+    Raises:
+        ModelUnavailable: no model source, `ref` is not published, or it does not hold
+            exactly one `*<suffix>` file; the message names `purpose`.
+    """
+    return single_file(model_files(models, ref, purpose).local_path(ref), suffix, ref)
+
+
 def single_file(path: Path, suffix: str, ref: str) -> Path:
     """`path` itself if a file, else the one `*<suffix>` file in the folder.
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from jobs.errors import ModelUnavailable
 from pipelines.base import ModelFiles
 from pipelines.faces import PREVIEW_ATTEMPTS, FaceAnalyzer
-from pipelines.faces.artifacts import model_files, single_file
+from pipelines.faces.artifacts import published_file
 from pipelines.portrait.segmentation import (
     SELFIE_MODEL,
     GrabCutSegmenter,
@@ -68,7 +68,7 @@ class _Lookups:
     @staticmethod
     def _look_up(models: ModelFiles | None, ref: str, purpose: str, suffix: str) -> Path | str:
         try:
-            return single_file(model_files(models, ref, purpose).local_path(ref), suffix, ref)
+            return published_file(models, ref, purpose, suffix)
         except ModelUnavailable as exc:
             return exc.message
 

@@ -26,7 +26,7 @@ import numpy as np
 from jobs.errors import ModelUnavailable
 from pipelines.base import ModelFiles
 from pipelines.faces import Face, FaceAnalyzer
-from pipelines.faces.artifacts import model_files, single_file
+from pipelines.faces.artifacts import published_file
 
 SELFIE_MODEL = "selfie-segmentation@1"
 """Store ref: `selfie_segmentation.tflite` from the mediapipe 0.10.21 wheel."""
@@ -71,8 +71,8 @@ class SelfieSegmenter:
             ModelUnavailable: no model source, `ref` is not published, it does not hold
                 exactly one .tflite file, or OpenCV cannot load it.
         """
-        files = model_files(models, ref, "background removal with method 'selfie'")
-        return cls.from_file(single_file(files.local_path(ref), ".tflite", ref))
+        purpose = "background removal with method 'selfie'"
+        return cls.from_file(published_file(models, ref, purpose, ".tflite"))
 
     def segment(self, rgb: np.ndarray) -> np.ndarray:
         """Person probability of `rgb` (uint8 (H, W, 3), 0..255): float32 0..1 of shape
