@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -30,15 +28,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from bench.harness import ROOT, Lab, lab, percentile, table
 from jobs.schema import Lane, OutputSpec, Recipe, Step
 from jobs.settings import Settings
 from producer.api_keys import KeyLimits, KeyRing
 from producer.batch import submit_batch
 from producer.sources import SourceItem
-from transport.embedded import free_port
+from testbed.api import start_api
 from transport.keyspace import Keyspace
 from transport.messages import priority_lists
 
@@ -78,55 +74,14 @@ def queue_backlog(here: Lab, photo: Path, count: int) -> None:
                  output_spec=OutputSpec(quality=80))  # fmt: skip
 
 
-def api_command(port: int) -> list[str]:
-    """`darkroom api`, or the module behind it while the CLI does not list it yet."""
-    from darkroom.cli import COMMANDS
-
-    flags = ["--host", "127.0.0.1", "--port", str(port), "--no-webhooks", "--log-level", "warning"]
-    if "api" in COMMANDS:
-        return [sys.executable, "-m", "darkroom", "api", *flags]
-    return [sys.executable, "-m", "darkroom.api", *flags]
-
-
 @contextmanager
 def running_api(here: Lab) -> Iterator[str]:
-    """A `darkroom api` process on a free loopback port; yields its base URL."""
-    port = free_port()
-    log = (here.tmp / "api.log").open("wb")
-    proc = subprocess.Popen(
-        api_command(port),
-        cwd=ROOT,
-        env=here.env(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    """`darkroom api` (no webhook deliverer) on a free loopback port; yields its base URL."""
+    server = start_api(here.server.url, here.tmp, "--no-webhooks", ready_timeout=60)
     try:
-        wait_healthy(url, proc, here.tmp / "api.log")
-        yield url
+        yield server.url
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"darkroom api exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"darkroom api did not answer /healthz within {timeout} s")
+        server.stop(timeout=15)
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import httpx
 
 from bench.harness import lab, percentile, table
-from bench.load import running_api
 from producer.api_keys import KeyLimits, KeyRing
 from samples.photos import load_photo
+from testbed.api import start_api
 from transport.keyspace import Keyspace
 
 WARM_UP = 5  # requests before the measured ones: the connection and the worker warm up
@@ -68,15 +68,14 @@ def measure(requests: int, side: int) -> list[Split]:
         here.worker("preview", name="bench-preview")
         key = KeyRing(here.client, Keyspace()).create("bench", KeyLimits(rate_per_min=100_000))
         image = photo_png(side)
-        with (
-            running_api(here) as url,
-            httpx.Client(
-                base_url=url, headers={"Authorization": f"Bearer {key.key}"}, timeout=30
-            ) as client,
-        ):
-            for _ in range(WARM_UP):
-                one_preview(client, image)
-            calls = [one_preview(client, image) for _ in range(requests)]
+        server = start_api(here.server.url, here.tmp, "--no-webhooks", ready_timeout=60)
+        try:
+            with server.client(key.key) as client:
+                for _ in range(WARM_UP):
+                    one_preview(client, image)
+                calls = [one_preview(client, image) for _ in range(requests)]
+        finally:
+            server.stop()
         splits = []
         for took, job_id in calls:
             queued, running, done = here.client.hmget(
