@@ -91,6 +91,21 @@ class WorkerFactory:
             worker.stop()
 
 
+def worker_env(redis_url: str, tmp: Path, **extra: str) -> dict[str, str]:
+    """Environment for darkroom processes under test: this Redis, outputs and home under
+    `tmp`, heartbeats fast enough (0.5 s, dead after 2 s) that a dead worker shows in
+    seconds; plus `extra`."""
+    return {
+        "DARKROOM_REDIS_URL": redis_url,
+        "DARKROOM_OUTPUT": str(tmp / "out"),
+        "DARKROOM_HOME": str(tmp / "home"),
+        "DARKROOM_HEARTBEAT_INTERVAL_S": "0.5",
+        "DARKROOM_HEARTBEAT_TTL_S": "2",
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 60, every: float = 0.1) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

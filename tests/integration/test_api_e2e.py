@@ -22,7 +22,7 @@ from PIL import Image
 from skimage import data
 
 from producer.api_keys import KeyLimits, KeyRing
-from testbed.workers import WorkerFactory
+from testbed.workers import WorkerFactory, worker_env
 from tests.integration.test_api_server import ApiServer, new_key, start_api
 from tests.integration.test_webhooks import Receiver
 from transport.embedded import EmbeddedRedis
@@ -37,14 +37,7 @@ def stack(
 ) -> Iterator[ApiServer]:
     """The API plus one preview and one final CPU worker, for the whole module."""
     tmp = tmp_path_factory.mktemp("e2e")
-    env = {
-        "DARKROOM_REDIS_URL": redis_server.url,
-        "DARKROOM_OUTPUT": str(tmp / "worker-out"),
-        "DARKROOM_HOME": str(tmp / "home"),
-        "DARKROOM_HEARTBEAT_INTERVAL_S": "0.5",
-        "DARKROOM_HEARTBEAT_TTL_S": "2",
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = worker_env(redis_server.url, tmp, DARKROOM_OUTPUT=str(tmp / "worker-out"))
     workers = WorkerFactory(redis_server.url, env, tmp)
     api = start_api(redis_server.url, tmp)
     try:
