@@ -279,17 +279,12 @@ def test_unreachable_redis_is_one_line_and_exit_1(cli_env: Env, tmp_path: Path) 
     assert len(lines) == 1 and lines[0].startswith("Error: cannot reach Redis")
 
 
-def _redis_cpu_s(client: redis.Redis) -> float:
-    info = client.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+def test_20000_jobs_queue_once_and_a_resubmit_skips_them(
+    redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """A studio-sized batch lands whole, and submitting it again queues nothing twice.
 
-
-def test_submission_rate_for_20000_jobs(redis_client: redis.Redis, tmp_path: Path) -> None:
-    """The target is >= 5,000 jobs/s on the project's 2-core machine.
-
-    Wall-clock rates swing with whatever else the machine runs, so the assertion is on
-    CPU time: this process's plus redis-server's, added as if they never overlapped.
-    That is never faster than the wall clock of an otherwise idle machine.
+    The submission rate (target >= 5,000 jobs/s) is measured by `python -m bench.queue`.
     """
     settings = Settings(redis_url="redis://unused", output=str(tmp_path / "out"))
     items = [
@@ -297,16 +292,8 @@ def test_submission_rate_for_20000_jobs(redis_client: redis.Redis, tmp_path: Pat
         for i in range(20_000)
     ]
     recipe = recipe_from_ops(["denoise:strength=8", "resize:max_side=2048"]).recipe
-    cpu, redis_cpu = time.process_time(), _redis_cpu_s(redis_client)
     handle = submit_batch(settings, redis_client, items, recipe, batch="rate")
-    cpu_s = time.process_time() - cpu + _redis_cpu_s(redis_client) - redis_cpu
-    print(
-        f"\nsubmitted 20,000 jobs in {handle.elapsed_s:.2f} s wall ({handle.rate:,.0f} jobs/s), "
-        f"{cpu_s:.2f} s CPU ({20_000 / cpu_s:,.0f} jobs/s)"
-    )
     assert handle.report.new == 20_000 and depth(redis_client, "cpu.final") == 20_000
-    assert 20_000 / cpu_s >= 5_000
     again = submit_batch(settings, redis_client, items, recipe, batch="rate")
-    print(f"re-submitted (all skipped) in {again.elapsed_s:.2f} s: {again.rate:,.0f} jobs/s")
     assert again.report.skipped == {"queued": 20_000}
     assert depth(redis_client, "cpu.final") == 20_000
