@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,11 +68,8 @@ def test_no_generated_request_makes_the_api_fail(fuzzed_api: ApiServer, tmp_path
         "all",
         "--no-color",
     ]
-    started = time.monotonic()
     run = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    elapsed = time.monotonic() - started
     report = run.stdout[-6000:] + run.stderr[-2000:]
     assert run.returncode == 0, report + "\nAPI log:\n" + fuzzed_api.log_tail()
     assert "passed" in run.stdout and "failed" not in run.stdout.split("SUMMARY")[-1]
-    assert elapsed < 60, f"schemathesis took {elapsed:.0f} s"
     assert "Traceback" not in fuzzed_api.log_tail()  # no unexpected error was even logged

@@ -23,11 +23,10 @@ def folder_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
-def test_every_model_is_a_few_megabytes_and_quick_to_build(tiny_models: Any) -> None:
+def test_every_model_is_a_few_megabytes(tiny_models: Any) -> None:
     assert set(tiny_models.folders) == set(BUILDERS)
     for name, folder in tiny_models.folders.items():
         assert folder_bytes(folder) < MAX_MB * 2**20, f"{name} is {folder_bytes(folder)} bytes"
-    assert tiny_models.build_s < 30
 
 
 def test_models_are_published_as_tiny_and_stable_with_decoders_linked(tiny_models: Any) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -122,13 +121,10 @@ def test_restore_recipe_is_a_valid_recipe() -> None:
     ]
 
 
-def test_sample_set_is_real_deterministic_and_quick(tmp_path: Path) -> None:
-    started = time.perf_counter()
+def test_sample_set_is_real_and_deterministic(tmp_path: Path) -> None:
     paths = make_sample_set(tmp_path / "a")
-    elapsed = time.perf_counter() - started
     again = make_sample_set(tmp_path / "b")
     assert len(paths) == 8
-    assert elapsed < 2.0
     for path, twin in zip(paths, again, strict=True):
         assert path.read_bytes() == twin.read_bytes()
         with Image.open(path) as image:
