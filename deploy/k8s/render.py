@@ -147,7 +147,7 @@ def render(pools_file: Path = ROOT / "deploy" / "autoscale" / "pools.yaml") -> d
     """File name -> text of every generated manifest."""
     config, settings = load_pools(pools_file), Settings()
     deployments, scaled = [], []
-    for tier in DEFAULT_TIERS:
+    for tier in (t for t in DEFAULT_TIERS if not t.hosted):  # hosted: opt-in, see README
         for lane in ("preview", "final"):
             pool = config.pool(f"{tier.name}.{lane}")
             deployments.append(deployment(tier, lane, pool, settings))
