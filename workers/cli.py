@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from jobs.errors import DarkroomError
+from jobs.errors import ConfigError, DarkroomError
 from jobs.schema import Lane
 from jobs.settings import load_settings
 from jobs.tiers import DEFAULT_TIERS, queue_name
@@ -69,6 +69,11 @@ def worker(
 
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         chosen, card = choose_tier(tier, gpu, settings.tiers(), visible)
+        if chosen.hosted and not settings.hosted_enabled:
+            raise ConfigError(
+                f"tier {chosen.name} sends edits to a hosted provider: set "
+                "DARKROOM_HOSTED_API_KEY to enable it on this deployment"
+            )
     except DarkroomError as exc:
         raise click.ClickException(str(exc)) from None
     if card is not None:

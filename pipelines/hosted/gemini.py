@@ -84,8 +84,15 @@ class GeminiImageEditor:
                 f"the images are {sum(len(p) for p in parts) / 2**20:.1f} MB as PNG; "
                 f"{PROVIDER} takes at most {MAX_INLINE_BYTES / 2**20:.0f} MB inline"
             )
-        contents: list[types.Part | str] = [prompt]
-        contents += [types.Part.from_bytes(data=p, mime_type="image/png") for p in parts]
+        contents: list[types.Content] = [
+            types.Content(
+                role="user",
+                parts=[
+                    types.Part.from_text(text=prompt),
+                    *(types.Part.from_bytes(data=p, mime_type="image/png") for p in parts),
+                ],
+            )
+        ]
         config = types.GenerateContentConfig(response_modalities=["IMAGE"], seed=seed)
         # 2. the call, its failures mapped to job errors
         answer = self._call(model, contents, config)
@@ -93,7 +100,7 @@ class GeminiImageEditor:
         return self._image(answer, model)
 
     def _call(
-        self, model: str, contents: list[types.Part | str], config: types.GenerateContentConfig
+        self, model: str, contents: list[types.Content], config: types.GenerateContentConfig
     ) -> types.GenerateContentResponse:
         try:
             return self.client.models.generate_content(
