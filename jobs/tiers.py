@@ -66,6 +66,10 @@ DEFAULT_TIERS: tuple[Tier, ...] = (
 )
 
 
+# The tiers that run on darkroom's own machines (what deploy/ ships workers for).
+LOCAL_TIERS: tuple[Tier, ...] = tuple(t for t in DEFAULT_TIERS if not t.hosted)
+
+
 def queue_name(tier: str | Tier, lane: str | Lane) -> str:
     name = tier.name if isinstance(tier, Tier) else tier
     return f"{name}.{Lane(lane).value}"
