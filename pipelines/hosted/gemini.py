@@ -7,12 +7,11 @@ itself (no `retry_options`): darkroom's queue decides, from the mapped error.
 
 from __future__ import annotations
 
+import importlib
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import httpx
-import httpx2
 from google import genai
 from google.genai import errors, types
 from PIL import Image
@@ -20,9 +19,20 @@ from PIL import Image
 from jobs.errors import InputTooLarge, JobError, JobTimeout, ModelUnavailable
 from pipelines.hosted.answers import PROVIDER, from_status, refusal, retrying
 
-# google-genai sends through httpx2 (a fork of httpx) when it is installed, else httpx.
-TIMEOUTS = (httpx.TimeoutException, httpx2.TimeoutException)
-UNREACHABLE = (httpx.TransportError, httpx2.TransportError)
+
+def _exceptions(name: str) -> tuple[type[Exception], ...]:
+    """`name` from httpx2 (google-genai 3.x sends through this fork) and httpx, if present."""
+    found = []
+    for module in ("httpx2", "httpx"):
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except ImportError:
+            continue
+    return tuple(found)
+
+
+TIMEOUTS = _exceptions("TimeoutException")
+UNREACHABLE = _exceptions("TransportError")
 # The Gemini API's limit on a request with inline data (ai.google.dev, "Image understanding").
 MAX_INLINE_BYTES = 20 * 2**20
 MAX_OUTPUT_PIXELS = 64_000_000  # guards the decoder against a hostile answer
