@@ -292,6 +292,7 @@ def list_api_keys(as_json: bool) -> None:
         for key in found:
             state = "revoked" if key.revoked_at else "active"
             ops = ",".join(sorted(key.limits.ops)) or "all ops"
+            ops += "  hosted" if key.limits.hosted else ""
             click.echo(
                 f"{key.id}  {key.tenant:<20} {state:<8} {key.limits.rate_per_min}/min  "
                 f"{key.limits.concurrency} concurrent  {ops}"

@@ -208,3 +208,29 @@ def test_the_spend_cap_stops_the_spill(redis_client: redis.Redis) -> None:
     capped = placed(redis_client, HOSTED_ON)
     assert capped.queue == "a10.final" and "spend cap" in capped.reason
     assert placed(redis_client, HOSTED_ON, tenant="globex").spilled  # another tenant's own cap
+
+
+def test_the_hosted_flag_is_stored_with_the_key(redis_client: redis.Redis) -> None:
+    from producer.api_keys import KeyLimits, KeyRing
+
+    ring = KeyRing(redis_client, KEYS)
+    opted = ring.create("acme", KeyLimits(hosted=True))
+    plain = ring.create("acme")
+    stored = ring.authenticate(opted.key)
+    assert stored is not None and stored.limits.hosted and stored.allows_op("gemini_edit")
+    unflagged = ring.authenticate(plain.key)
+    assert unflagged is not None and not unflagged.allows_op("gemini_edit")
+    assert stored.describe()["limits"]["hosted"] is True
+
+
+def test_a_hosted_worker_will_not_start_without_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from click.testing import CliRunner
+
+    from workers.cli import worker
+
+    monkeypatch.delenv("DARKROOM_HOSTED_API_KEY", raising=False)
+    result = CliRunner().invoke(worker, ["--tier", "hosted", "--lane", "final"])
+    assert result.exit_code != 0
+    assert "DARKROOM_HOSTED_API_KEY" in result.output

@@ -128,6 +128,14 @@ def test_a_spilled_edit_keeps_its_recipe_and_records_where_it_ran(
     assert record.result is not None and record.result["backend"] == BACKEND
     assert record.result["info"]["kontext_edit.spilled_from"] == "kontext_edit"
     assert np.array_equal(output(tmp_path, "spilled"), np.asarray(ImageOps.invert(image)))
+    # the provider's quota sends a spilled job back to its GPU queue, not to a failure
+    turned_away = job(src, "kontext_edit", "make it autumn [standin:quota]", "turned-away")
+    store.enqueue([Submission(turned_away, "hosted.final")])
+    assert wait_until(lambda: queue_depths(redis_client, ["a10.final"])["a10.final"] == 1, 30)
+    back = store.get(turned_away.id)
+    assert back is not None and back.state is JobState.RETRYING
+    assert "429 RESOURCE_EXHAUSTED" in (back.error_message or "")
+    assert "retrying on a10.final" in (back.error_message or "")
 
 
 def test_the_spend_cap_fails_hosted_jobs_and_sends_spilled_ones_back_to_their_gpu_queue(
