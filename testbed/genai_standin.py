@@ -16,6 +16,8 @@ Markers in the prompt choose an answer, so jobs running side by side each get th
     [standin:text]             200 with a text part only (the model declined in words)
     [standin:slow]             success after `slow_s` (longer than a client's timeout)
 
+Every success also waits `latency_s` (0 by default): a provider's render time, for benchmarks.
+
 A wrong API key gets the 400 INVALID_ARGUMENT / API_KEY_INVALID the real API sends.
 Bound to 127.0.0.1 on a free port, served from a thread; `stop()` shuts it down cleanly.
 """
@@ -49,6 +51,7 @@ class Seen:
     prompt: str
     images: int
     image_bytes: int
+    mime_types: tuple[str, ...] = ()
 
 
 @dataclass
@@ -58,7 +61,11 @@ class GeminiStandIn:
     api_key: str = "standin-key"
     retry_delay_s: float = 1.0
     slow_s: float = 5.0
+    latency_s: float = 0.0
+    """Added to every successful answer: the provider's render time, for benchmarks."""
     seen: list[Seen] = field(default_factory=list)
+    served_s: list[float] = field(default_factory=list)
+    """Seconds the stand-in itself spent on each answer (its "render"), network excluded."""
     _counts: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
@@ -89,16 +96,19 @@ class GeminiStandIn:
         match = PATH.match(path)
         if match is None:
             return 404, _error(404, "NOT_FOUND", f"no such method: {path}")
-        prompt, images = _read_parts(body)
+        started = time.perf_counter()
+        prompt, images, mimes = _read_parts(body)
+        seen = Seen(match["model"], key, prompt, len(images), sum(map(len, images)), mimes)
         with self._lock:
-            self.seen.append(
-                Seen(match["model"], key, prompt, len(images), sum(len(i) for i in images))
-            )
+            self.seen.append(seen)
             self._counts[prompt] += 1
             count = self._counts[prompt]
         if key != self.api_key:
             return 400, _error(400, "INVALID_ARGUMENT", "API key not valid.", "API_KEY_INVALID")
-        return self._scripted(prompt, count, images, match["model"])
+        reply = self._scripted(prompt, count, images, match["model"])
+        with self._lock:
+            self.served_s.append(time.perf_counter() - started)
+        return reply
 
     def _scripted(
         self, prompt: str, count: int, images: list[bytes], model: str
@@ -124,6 +134,7 @@ class GeminiStandIn:
             time.sleep(self.slow_s)
         if not images:
             return 400, _error(400, "INVALID_ARGUMENT", "An image edit needs an input image.")
+        time.sleep(self.latency_s)
         return 200, _edited(images[0], prompt, images, model)
 
 
@@ -142,8 +153,8 @@ def _error(
     }
 
 
-def _read_parts(body: dict[str, Any]) -> tuple[str, list[bytes]]:
-    texts, images = [], []
+def _read_parts(body: dict[str, Any]) -> tuple[str, list[bytes], tuple[str, ...]]:
+    texts, images, mimes = [], [], []
     for content in body.get("contents", []):
         for part in content.get("parts", []):
             if "text" in part:
@@ -151,7 +162,8 @@ def _read_parts(body: dict[str, Any]) -> tuple[str, list[bytes]]:
             inline = part.get("inlineData") or part.get("inline_data")
             if inline:
                 images.append(_b64(inline["data"]))
-    return " ".join(texts), images
+                mimes.append(str(inline.get("mimeType") or inline.get("mime_type")))
+    return " ".join(texts), images, tuple(mimes)
 
 
 def _b64(text: str) -> bytes:
@@ -175,7 +187,7 @@ def _edited(first: bytes, prompt: str, images: list[bytes], model: str) -> dict[
     with Image.open(io.BytesIO(first)) as source:
         inverted = ImageOps.invert(source.convert("RGB"))
     buffer = io.BytesIO()
-    inverted.save(buffer, format="PNG")
+    inverted.save(buffer, format="PNG", compress_level=1)
     part = {
         "inlineData": {
             "mimeType": "image/png",

@@ -112,6 +112,8 @@ def run_celery_worker(
         # control commands (drain) between jobs.
         pool, concurrency = pool or "solo", 1
     app.conf.darkroom_slots = concurrency
+    if tier.hosted:
+        import workers.hosted  # noqa: F401  (the provider client, imported once before the fork)
     # This start of the worker: a restart under the same name is told apart by it.
     app.conf.darkroom_incarnation = uuid.uuid4().hex[:12]
     hostname = f"{name or f'{tier.name}-{lane.value}-{os.getpid()}'}@{socket.gethostname()}"

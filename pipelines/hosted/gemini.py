@@ -1,8 +1,12 @@
 """An instruction edit by Gemini 2.5 Flash Image, through `google-genai`'s `generate_content`.
 
-What leaves the machine: the instruction and the images, as inline PNG parts, to the
-endpoint the client is built for (Google's, or `base_url`). The client retries nothing
-itself (no `retry_options`): darkroom's queue decides, from the mapped error.
+What leaves the machine: the instruction and the images, as inline JPEG parts (quality
+95, no chroma subsampling, longest side at most `MAX_SEND_SIDE`), to the endpoint the
+client is built for (Google's, or `base_url`). JPEG rather than PNG: measured on a 512 px
+photo, 1 ms and 99 KB against 100-290 ms and 420-470 KB, and a 24 MP photo as PNG is
+over the provider's 20 MB inline limit; the model renders about 1 MP whatever it is sent.
+The client retries nothing itself (no `retry_options`): darkroom's queue decides, from
+the mapped error.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ UNREACHABLE = _exceptions("TransportError")
 # The Gemini API's limit on a request with inline data (ai.google.dev, "Image understanding").
 MAX_INLINE_BYTES = 20 * 2**20
 MAX_OUTPUT_PIXELS = 64_000_000  # guards the decoder against a hostile answer
+MAX_SEND_SIDE = 2048  # the model renders about 1 MP; more only costs upload time
+JPEG_QUALITY = 95
 
 
 @dataclass(frozen=True)
@@ -48,9 +54,13 @@ class HostedEdit:
     output_tokens: int
 
 
-def _png(image: Image.Image) -> bytes:
+def _jpeg(image: Image.Image) -> bytes:
+    """`image` as sent: RGB, longest side at most `MAX_SEND_SIDE`, JPEG quality 95 4:4:4."""
+    rgb = image.convert("RGB")
+    if max(rgb.size) > MAX_SEND_SIDE:
+        rgb.thumbnail((MAX_SEND_SIDE, MAX_SEND_SIDE), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="PNG")
+    rgb.save(buffer, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
     return buffer.getvalue()
 
 
@@ -79,7 +89,8 @@ class GeminiImageEditor:
         """Edit `image` as `prompt` says; `references` go along as further images.
 
         Raises:
-            InputTooLarge: the images are over the provider's inline request limit.
+            InputTooLarge: the images are over the provider's inline request limit
+                (eight references at 2048 px can be).
             QuotaExceeded: the provider's quota (retryable, with its delay).
             RefusedByProvider: a safety block, or an answer without an image.
             JobTimeout: no answer within `timeout_s`, or the provider's 504 (retryable).
@@ -88,10 +99,10 @@ class GeminiImageEditor:
             InputInvalid: the provider rejected the request (400).
         """
         # 1. check inputs before anything leaves the machine
-        parts = [_png(im) for im in (image, *references)]
+        parts = [_jpeg(im) for im in (image, *references)]
         if sum(len(p) for p in parts) > MAX_INLINE_BYTES:
             raise InputTooLarge(
-                f"the images are {sum(len(p) for p in parts) / 2**20:.1f} MB as PNG; "
+                f"the images are {sum(len(p) for p in parts) / 2**20:.1f} MB as JPEG; "
                 f"{PROVIDER} takes at most {MAX_INLINE_BYTES / 2**20:.0f} MB inline"
             )
         contents: list[types.Content] = [
@@ -99,7 +110,7 @@ class GeminiImageEditor:
                 role="user",
                 parts=[
                     types.Part.from_text(text=prompt),
-                    *(types.Part.from_bytes(data=p, mime_type="image/png") for p in parts),
+                    *(types.Part.from_bytes(data=p, mime_type="image/jpeg") for p in parts),
                 ],
             )
         ]

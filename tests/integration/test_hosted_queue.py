@@ -58,8 +58,11 @@ def job(src: str, op: str, prompt: str, key: str, tenant: str = "acme", **params
     )
 
 
-def output(tmp_path: Path, key: str) -> np.ndarray:
-    return np.asarray(Image.open(tmp_path / "out" / f"{key}.png").convert("RGB"))
+def inverted(tmp_path: Path, key: str, source: Image.Image) -> bool:
+    """Whether the output is the stand-in's answer to `source`: its inverse, within the
+    few levels the JPEG sent to the provider costs."""
+    got = np.asarray(Image.open(tmp_path / "out" / f"{key}.png").convert("RGB"), np.float64)
+    return bool(np.abs(got - np.asarray(ImageOps.invert(source), np.float64)).mean() < 3)
 
 
 def finished(store: JobStore, jobs: list[Job], queue: str, timeout: float = 60) -> list[JobRecord]:
@@ -92,7 +95,7 @@ def test_hosted_jobs_render_through_the_provider_and_its_refusals_fail_only_thei
 
     # the stored output is the provider's answer to the image we sent
     assert ok.state is JobState.SUCCEEDED, ok
-    assert np.array_equal(output(tmp_path, "ok"), np.asarray(ImageOps.invert(image)))
+    assert inverted(tmp_path, "ok", image)
     assert ok.result is not None and ok.result["backend"] == BACKEND
     assert ok.result["info"]["gemini_edit.cost_usd"] > 0.0387  # 1290 image tokens, and input
     # refusals fail with their codes; the quota answer was retried after its delay
@@ -127,7 +130,7 @@ def test_a_spilled_edit_keeps_its_recipe_and_records_where_it_ran(
     assert record.state is JobState.SUCCEEDED, record
     assert record.result is not None and record.result["backend"] == BACKEND
     assert record.result["info"]["kontext_edit.spilled_from"] == "kontext_edit"
-    assert np.array_equal(output(tmp_path, "spilled"), np.asarray(ImageOps.invert(image)))
+    assert inverted(tmp_path, "spilled", image)
     # the provider's quota sends a spilled job back to its GPU queue, not to a failure
     turned_away = job(src, "kontext_edit", "make it autumn [standin:quota]", "turned-away")
     store.enqueue([Submission(turned_away, "hosted.final")])
