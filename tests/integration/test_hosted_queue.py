@@ -90,8 +90,18 @@ def test_hosted_jobs_render_through_the_provider_and_its_refusals_fail_only_thei
         job(src, "gemini_edit", "make it autumn [standin:quota-once]", "quota-once"),
         job(src, "gemini_edit", "make it autumn [standin:text]", "no-image"),
         job(src, "gemini_edit", "make it autumn [standin:slow]", "slow"),
+        Job(
+            input=src,
+            recipe=Recipe(
+                steps=[
+                    Step(op="auto_levels"),
+                    Step(op="gemini_edit", params={"prompt": "make it autumn"}),
+                ]
+            ),
+            output=OutputSpec(format="png", key="levels-then-gemini"),
+        ),
     ]
-    ok, blocked, quota, no_image, slow = run_jobs(store, jobs, timeout=90)
+    ok, blocked, quota, no_image, slow, mixed = run_jobs(store, jobs, timeout=90)
 
     # the stored output is the provider's answer to the image we sent
     assert ok.state is JobState.SUCCEEDED, ok
@@ -109,6 +119,10 @@ def test_hosted_jobs_render_through_the_provider_and_its_refusals_fail_only_thei
     # a provider that never answers in time: `timeout`, after retrying within the budget
     assert (slow.state, slow.error_code) == (JobState.FAILED, ErrorCode.TIMEOUT)
     assert slow.retries >= 1
+    # a CPU step runs on the hosted worker itself, before the provider's step
+    assert mixed.state is JobState.SUCCEEDED, mixed
+    assert mixed.result is not None and mixed.result["steps"] == ["auto_levels", "gemini_edit"]
+    assert mixed.result["backend"] == BACKEND
     # what left the machine: the instruction and the image, with the deployment's key
     prompts = {s.prompt for s in gemini_standin.seen}
     assert "make it autumn" in prompts
