@@ -12,6 +12,7 @@ that the caps or the provider's quota turn away goes back to its GPU queue
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -119,8 +120,9 @@ def edit(
     spilled = op_name != "gemini_edit"
     model = DEFAULT_MODEL if spilled else params.model
     reserved = hosted.settings.hosted_usd_per_image
+    day = time.time()  # settle on the reservation's day, even if the call ends after midnight
     # 1. reserve the estimate against today's caps
-    refusal = hosted.ledger.reserve(job.tenant, reserved)
+    refusal = hosted.ledger.reserve(job.tenant, reserved, now=day)
     if refusal is not None:
         message = refusal.describe(job.tenant or "(none)")
         raise _back_to_local(message) if spilled else QuotaExceeded(message)
@@ -130,13 +132,13 @@ def edit(
         made = hosted.editor.edit(image, params.prompt, ctx.extra_inputs, model=model, seed=seed)
     except JobError as exc:
         if not isinstance(exc, JobTimeout):
-            hosted.ledger.settle(job.tenant, reserved, 0.0)
+            hosted.ledger.settle(job.tenant, reserved, 0.0, now=day)
         if spilled and isinstance(exc, QuotaExceeded):
             raise _back_to_local(exc.message) from None
         raise
     # 3. settle to the real cost and say who rendered it
     cost = hosted.cost_usd(made)
-    hosted.ledger.settle(job.tenant, reserved, cost)
+    hosted.ledger.settle(job.tenant, reserved, cost, now=day)
     ctx.info.update(
         backend=f"{BACKEND}:{made.model_version}",
         input_tokens=made.input_tokens,
