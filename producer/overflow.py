@@ -35,13 +35,21 @@ if TYPE_CHECKING:
     from redis import Redis
 
 
+ROUTED = "routed"
+
+
 @dataclass(frozen=True)
 class Placement:
     """The queue a job joins, and why (a line a person reads)."""
 
     queue: str
     spilled: bool = False
-    reason: str = "routed"
+    reason: str = ROUTED
+
+    @property
+    def noted(self) -> bool:
+        """Whether the job's hash should say why (it spilled, or could have)."""
+        return self.reason != ROUTED
 
 
 def enabled(tier: Tier, settings: Settings) -> Tier:

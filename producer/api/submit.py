@@ -241,8 +241,9 @@ def create_one(
         job = build_job(
             ctx, key, options, recipe, input_uri, job_id=new_id, idempotency_key=idempotency_key
         )
-        ctx.redis.hset(ctx.keys.job(job.id), "placement", placement.reason)
         enqueue(ctx, key, [job], queue)
+        if placement.noted:
+            ctx.redis.hset(ctx.keys.job(job.id), "placement", placement.reason)
     except BaseException:
         release_idempotency(ctx, claim, new_id)
         raise
