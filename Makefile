@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(EXTRAS)
-EXTRAS ?= dev,gen,ops
+EXTRAS ?= dev,gen,ops,hosted
 
 .PHONY: install demo test test-fast lint format mypy bench clean all
 

@@ -22,6 +22,7 @@ CPU = {
     "identity": "identity_portrait per stage at tiny size",
     "autoscale_sim": "autoscaler vs static pools on a synthetic day",
     "faults": "SIGKILL, Redis restart and S3 outage under load",
+    "hosted": "hosted tier overhead and throughput against the Gemini stand-in",
 }
 QUICK = {"queue": ["--quick"]}
 

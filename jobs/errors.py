@@ -26,6 +26,8 @@ class JobError(DarkroomError):
 
     code: ErrorCode = ErrorCode.INTERNAL
     retryable: bool = False
+    retry_after_s: float | None = None
+    """Seconds to wait before a retry, when whoever refused said so (else backoff)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -68,6 +70,26 @@ class StorageUnavailable(JobError):
     retryable = True
 
 
+class QuotaExceeded(JobError):
+    """The hosted provider's quota, or darkroom's hosted spend cap, refused the job."""
+
+    code = ErrorCode.QUOTA_EXCEEDED
+
+
+class RefusedByProvider(JobError):
+    """The hosted provider declined the edit (its safety filters); a retry gets the same."""
+
+    code = ErrorCode.REFUSED_BY_PROVIDER
+
+
+class BackToLocal(JobError):
+    """A job spilled to the hosted tier that it cannot take now (spend cap, provider
+    quota): it goes back to the GPU queue routing picks, rather than failing."""
+
+    code = ErrorCode.QUOTA_EXCEEDED
+    retryable = True
+
+
 ERRORS_BY_CODE: dict[ErrorCode, type[JobError]] = {
     cls.code: cls
     for cls in (
@@ -78,5 +100,7 @@ ERRORS_BY_CODE: dict[ErrorCode, type[JobError]] = {
         OutOfMemory,
         JobTimeout,
         JobCanceled,
+        QuotaExceeded,
+        RefusedByProvider,
     )
 }

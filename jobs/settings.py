@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jobs.errors import ConfigError
@@ -74,6 +74,30 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(None, ge=1, le=65535)
     metrics_addr: str = Field("127.0.0.1", description="address the exporter binds")
 
+    # The hosted tier (Gemini 2.5 Flash Image, "Nano Banana"): off until a key is set.
+    # What leaves the machine when it is on: each hosted job's image(s) and instruction.
+    hosted_api_key: SecretStr | None = Field(
+        None, description="Gemini API key; None: the hosted tier is off on this deployment"
+    )
+    hosted_base_url: str | None = Field(
+        None, description="None: Google's endpoint; tests point it at testbed.genai_standin"
+    )
+    hosted_timeout_s: float = Field(60.0, gt=0, description="one provider call, end to end")
+    hosted_usd_per_image: float = Field(
+        0.039, gt=0, description="reserved per call: 1290 output tokens at USD 30 per million"
+    )
+    hosted_usd_per_m_input_tokens: float = Field(0.30, ge=0, description="settles the call")
+    hosted_usd_per_m_output_tokens: float = Field(30.0, ge=0, description="settles the call")
+    hosted_daily_cap_usd: float = Field(
+        20.0, ge=0, description="hosted spend per UTC day, all tenants together"
+    )
+    hosted_tenant_daily_cap_usd: float = Field(
+        5.0, ge=0, description="hosted spend per UTC day and tenant"
+    )
+    hosted_estimate_max_age_s: float = Field(
+        60.0, gt=0, description="an older queue-wait estimate never spills a job"
+    )
+
     # Tiers: defaults unless a file lists them.
     tiers_file: Path | None = None
 
@@ -81,6 +105,11 @@ class Settings(BaseSettings):
         if self.tiers_file is None:
             return DEFAULT_TIERS
         return load_tiers(self.tiers_file)
+
+    @property
+    def hosted_enabled(self) -> bool:
+        """Whether this deployment may send edits to the hosted provider."""
+        return self.hosted_api_key is not None and bool(self.hosted_api_key.get_secret_value())
 
     def model_store_uri(self) -> str:
         return self.model_store or str((self.home / "models").resolve())

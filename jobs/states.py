@@ -47,3 +47,6 @@ class ErrorCode(StrEnum):
     TIMEOUT = "timeout"
     CANCELED = "canceled"
     INTERNAL = "internal"
+    # The hosted backend (Nano Banana): its quota or darkroom's spend cap, its safety refusal.
+    QUOTA_EXCEEDED = "quota_exceeded"
+    REFUSED_BY_PROVIDER = "refused_by_provider"

@@ -27,6 +27,9 @@ class Tier(BaseModel):
     vram_gb: float = Field(ge=0, description="0 for the CPU tier")
     precisions: tuple[str, ...] = ()
     cards: tuple[str, ...] = Field((), description="GPU name fragments that map to this tier")
+    hosted: bool = Field(
+        False, description="a remote provider renders (Nano Banana); routing picks it last"
+    )
 
     def can_run(self, op_name: str, params: dict[str, Any] | None = None) -> bool:
         needs = get_op(op_name).needs_of(params or {})
@@ -58,7 +61,13 @@ DEFAULT_TIERS: tuple[Tier, ...] = (
         precisions=("bf16", "fp16", "fp8", "int8", "nf4"),
         cards=("A100", "H100", "H200", "H800", "A800", "B200", "GH200"),
     ),
+    # Gemini 2.5 Flash Image through Google's API: `gemini_edit`, and overflow (jobs.ops.hosted).
+    Tier(name="hosted", vram_gb=0, precisions=("hosted",), hosted=True),
 )
+
+
+# The tiers that run on darkroom's own machines (what deploy/ ships workers for).
+LOCAL_TIERS: tuple[Tier, ...] = tuple(t for t in DEFAULT_TIERS if not t.hosted)
 
 
 def queue_name(tier: str | Tier, lane: str | Lane) -> str:
@@ -71,7 +80,8 @@ def all_queues(tiers: Iterable[Tier]) -> list[str]:
 
 
 def sorted_tiers(tiers: Iterable[Tier]) -> list[Tier]:
-    return sorted(tiers, key=lambda t: t.vram_gb)
+    """Smallest first; hosted tiers after every local one (they cost money per image)."""
+    return sorted(tiers, key=lambda t: (t.hosted, t.vram_gb))
 
 
 def route(recipe: Recipe, tiers: Sequence[Tier] = DEFAULT_TIERS) -> Tier:
@@ -102,5 +112,5 @@ def tier_named(name: str, tiers: Sequence[Tier] = DEFAULT_TIERS) -> Tier:
 
 
 def next_larger(tier: Tier, tiers: Sequence[Tier] = DEFAULT_TIERS) -> Tier | None:
-    larger = [t for t in sorted_tiers(tiers) if t.vram_gb > tier.vram_gb]
+    larger = [t for t in sorted_tiers(tiers) if t.vram_gb > tier.vram_gb and not t.hosted]
     return larger[0] if larger else None

@@ -7,7 +7,7 @@ guess and no need for a slow password hash. Each key also carries the secret its
 webhooks are signed with (`webhook_secret`, read by `workers.webhooks`), shown once
 with the key.
 
-`darkroom keys create --tenant T [--rate N] [--concurrency N] [--ops a,b]`,
+`darkroom keys create --tenant T [--rate N] [--concurrency N] [--ops a,b] [--hosted]`,
 `darkroom keys list`, `darkroom keys revoke KEY_ID`.
 """
 
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from jobs.errors import SchemaError
-from jobs.ops import CATALOGUE
+from jobs.ops import CATALOGUE, get_op
 from transport.keyspace import WEBHOOK_SECRET_FIELD, Keyspace
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ class KeyLimits:
     max_image_pixels: int | None = None
     ops: frozenset[str] = frozenset()  # empty: every op in the catalogue
     admin: bool = False  # may name file:// inputs and s3:// objects outside its prefix
+    hosted: bool = False  # may send images to the hosted tier (gemini_edit, overflow)
 
     def check(self) -> KeyLimits:
         """`self` if it can be issued; checked at creation only, so a stored key whose
@@ -75,6 +76,8 @@ class ApiKey:
         return self.revoked_at is None
 
     def allows_op(self, op: str) -> bool:
+        if get_op(op).family == "hosted" and not self.limits.hosted:
+            return False  # images leave the machine only for keys that opted in
         return not self.limits.ops or op in self.limits.ops
 
     def describe(self) -> dict[str, Any]:
@@ -186,6 +189,7 @@ def _to_hash(record: ApiKey, sha256: str) -> dict[Any, str]:
         "concurrency": str(limits.concurrency),
         "ops": ",".join(sorted(limits.ops)),
         "admin": "1" if limits.admin else "0",
+        "hosted": "1" if limits.hosted else "0",
         WEBHOOK_SECRET_FIELD: record.webhook_secret,
     }
     if limits.max_image_bytes is not None:
@@ -208,6 +212,7 @@ def _from_hash(key_id: str, raw: dict[Any, Any]) -> ApiKey:
         max_image_pixels=number("max_image_pixels"),
         ops=frozenset(op for op in data.get("ops", "").split(",") if op),
         admin=data.get("admin") == "1",
+        hosted=data.get("hosted") == "1",
     )
     revoked = data.get("revoked_at")
     return ApiKey(
@@ -247,6 +252,7 @@ def keys() -> None:
 @click.option("--max-bytes", type=click.IntRange(1), default=None, help="largest upload")
 @click.option("--max-pixels", type=click.IntRange(1), default=None, help="largest image")
 @click.option("--admin", is_flag=True, help="may use file:// inputs and any s3:// object")
+@click.option("--hosted", is_flag=True, help="may send images to the hosted tier (Gemini)")
 def create(
     tenant: str,
     rate: int,
@@ -255,12 +261,13 @@ def create(
     max_bytes: int | None,
     max_pixels: int | None,
     admin: bool,
+    hosted: bool,
 ) -> None:
     """Create a key; it is shown once, here, and never again."""
     from producer.cli_common import one_line_errors
 
     def run() -> None:
-        limits = KeyLimits(rate, concurrency, max_bytes, max_pixels, _ops(ops), admin)
+        limits = KeyLimits(rate, concurrency, max_bytes, max_pixels, _ops(ops), admin, hosted)
         issued = _ring().create(tenant, limits)
         click.echo(f"key id:         {issued.record.id}  (tenant {tenant})")
         click.echo(f"API key:        {issued.key}")
@@ -284,6 +291,7 @@ def list_api_keys(as_json: bool) -> None:
         for key in found:
             state = "revoked" if key.revoked_at else "active"
             ops = ",".join(sorted(key.limits.ops)) or "all ops"
+            ops += "  hosted" if key.limits.hosted else ""
             click.echo(
                 f"{key.id}  {key.tenant:<20} {state:<8} {key.limits.rate_per_min}/min  "
                 f"{key.limits.concurrency} concurrent  {ops}"

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from jobs.errors import SchemaError
 from jobs.schema import Job, Lane, OutputSpec, Recipe
 from jobs.tiers import queue_name, route
+from producer.overflow import enabled
 from producer.results import ResultRow, batch_results
 from producer.sources import SourceItem, destination_uri
 from transport.keyspace import Keyspace
@@ -167,7 +168,7 @@ def submit_batch(
     """
     started = time.perf_counter()
     lane = Lane(mode)
-    tier = route(recipe, settings.tiers())
+    tier = enabled(route(recipe, settings.tiers()), settings)
     queue = queue_name(tier, lane)
     items = list(items)
     spec = (output_spec or OutputSpec()).model_copy(

@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.tiny_models",
     "tests.fixtures.faults",
     "tests.fixtures.cli",
+    "tests.fixtures.genai",
 ]

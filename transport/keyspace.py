@@ -76,3 +76,17 @@ class Keyspace:
     def webhook_wake(self) -> str:
         """List a deliverer blocks on; a new delivery pushes one item to wake it."""
         return f"{self.prefix}:webhooks:wake"
+
+    # -- the hosted tier -------------------------------------------------------------
+
+    def hosted_spend(self, day: str, tenant: str) -> str:
+        """Micro-USD spent on the hosted provider on UTC `day` (YYYY-MM-DD) by `tenant`."""
+        return f"{self.prefix}:hosted:spend:{day}:{tenant}"
+
+    def hosted_spend_total(self, day: str) -> str:
+        """Micro-USD spent on the hosted provider on UTC `day`, all tenants together."""
+        return f"{self.prefix}:hosted:spend:{day}"
+
+    def wait_estimates(self) -> str:
+        """Hash queue -> JSON of the autoscaler's latest wait estimate and the queue's target."""
+        return f"{self.prefix}:wait-estimates"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from jobs.errors import DarkroomError
+from jobs.errors import ConfigError, DarkroomError
 from jobs.schema import Lane
 from jobs.settings import load_settings
 from jobs.tiers import DEFAULT_TIERS, queue_name
@@ -69,6 +69,11 @@ def worker(
 
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         chosen, card = choose_tier(tier, gpu, settings.tiers(), visible)
+        if chosen.hosted and not settings.hosted_enabled:
+            raise ConfigError(
+                f"tier {chosen.name} sends edits to a hosted provider: set "
+                "DARKROOM_HOSTED_API_KEY to enable it on this deployment"
+            )
     except DarkroomError as exc:
         raise click.ClickException(str(exc)) from None
     if card is not None:
@@ -107,6 +112,8 @@ def run_celery_worker(
         # control commands (drain) between jobs.
         pool, concurrency = pool or "solo", 1
     app.conf.darkroom_slots = concurrency
+    if tier.hosted:
+        import workers.hosted  # noqa: F401  (the provider client, imported once before the fork)
     # This start of the worker: a restart under the same name is told apart by it.
     app.conf.darkroom_incarnation = uuid.uuid4().hex[:12]
     hostname = f"{name or f'{tier.name}-{lane.value}-{os.getpid()}'}@{socket.gethostname()}"

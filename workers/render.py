@@ -15,7 +15,7 @@ from PIL import Image
 from jobs.errors import InputInvalid, JobCanceled, JobError
 from jobs.schema import Job, Lane
 from jobs.settings import Settings
-from pipelines.base import ModelSource, OpContext
+from pipelines.base import ModelSource, Op, OpContext
 from pipelines.registry import implementation
 from storage import open_location, read_uri
 from storage.images import CONTENT_TYPES, decode_image, encode_image
@@ -30,8 +30,15 @@ class RenderResult:
     info: dict[str, Any] = field(default_factory=dict)
     steps: list[str] = field(default_factory=list)
 
+    @property
+    def backend(self) -> str:
+        """Who rendered the job: `local`, or the hosted provider and model a step named."""
+        named = [str(v) for k, v in self.info.items() if k.endswith(".backend")]
+        return named[0] if named else "local"
+
     def as_dict(self) -> dict[str, Any]:
         return {
+            "backend": self.backend,
             "width": self.width,
             "height": self.height,
             "timings": self.timings,
@@ -49,6 +56,8 @@ class Hooks:
     models: ModelSource | None = None
     model_load_seconds: Callable[[], float] = lambda: 0.0
     """Seconds this process has spent loading models so far (0 before the first)."""
+    implementation: Callable[[str], Op] = implementation
+    """Op name -> what runs it; the hosted tier swaps in `workers.hosted.implementations`."""
 
 
 def load_input(uri: str, settings: Settings) -> Image.Image:
@@ -100,7 +109,7 @@ def render(job: Job, settings: Settings, hooks: Hooks) -> RenderResult:
             progress=_step_progress(hooks, index, len(steps)),
             should_stop=hooks.canceled,
         )
-        image = implementation(step.op)(image, step.typed_params(), ctx)
+        image = hooks.implementation(step.op)(image, step.typed_params(), ctx)
         if not isinstance(image, Image.Image):
             raise TypeError(f"op {step.op} returned {type(image).__name__}, not an image")
         info.update({f"{step.op}.{k}": v for k, v in ctx.info.items()})

@@ -14,10 +14,10 @@ from typing import Any
 from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from jobs.errors import JobCanceled, JobError, OutOfMemory, SchemaError
+from jobs.errors import BackToLocal, JobCanceled, JobError, OutOfMemory, SchemaError
 from jobs.schema import Job
 from jobs.states import ErrorCode, JobState
-from jobs.tiers import next_larger, queue_name
+from jobs.tiers import next_larger, queue_name, route
 from transport.messages import RENDER_TASK
 from transport.store import JobRecord, TransitionRefused
 from workers import webhooks
@@ -165,6 +165,11 @@ def _retry(rt: Runtime, app: Celery, job: Job, exc: JobError) -> bool:
         if larger is None:
             return False
         tier = larger
+    elif isinstance(exc, BackToLocal):
+        try:
+            tier = route(job.recipe, [t for t in rt.settings.tiers() if not t.hosted])
+        except SchemaError:
+            return False
     elif now - first > rt.settings.retry_budget_s:
         return False
     queue = queue_name(tier, job.mode)
@@ -182,7 +187,7 @@ def _retry(rt: Runtime, app: Celery, job: Job, exc: JobError) -> bool:
         task_id=job.id,
         queue=queue,
         priority=job.priority,
-        countdown=min(2**record.retries, 30),
+        countdown=min(2**record.retries, 30) if exc.retry_after_s is None else exc.retry_after_s,
     )
     return True
 
@@ -219,9 +224,14 @@ def _hooks(rt: Runtime, job: Job) -> Hooks:
         stats = rt.model_stats()
         return float(stats.load_seconds) if stats is not None else 0.0
 
-    return Hooks(
+    hooks = Hooks(
         progress=progress,
         canceled=canceled,
         models=RuntimeModels(rt),
         model_load_seconds=load_seconds,
     )
+    if rt.tier.hosted:
+        from workers.hosted import implementations
+
+        hooks.implementation = implementations(rt, job)
+    return hooks

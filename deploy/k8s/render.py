@@ -22,7 +22,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
 from jobs.settings import Settings  # noqa: E402
-from jobs.tiers import DEFAULT_TIERS, Tier  # noqa: E402
+from jobs.tiers import LOCAL_TIERS, Tier  # noqa: E402
 from transport.messages import priority_lists  # noqa: E402
 from workers.autoscale.pools import Pool, load_pools  # noqa: E402
 
@@ -147,7 +147,7 @@ def render(pools_file: Path = ROOT / "deploy" / "autoscale" / "pools.yaml") -> d
     """File name -> text of every generated manifest."""
     config, settings = load_pools(pools_file), Settings()
     deployments, scaled = [], []
-    for tier in DEFAULT_TIERS:
+    for tier in LOCAL_TIERS:  # the hosted tier is opt-in: README, "Nano Banana"
         for lane in ("preview", "final"):
             pool = config.pool(f"{tier.name}.{lane}")
             deployments.append(deployment(tier, lane, pool, settings))

@@ -54,6 +54,9 @@ class JobOptions(_Strict):
     cancel_after: float | None = Field(
         None, gt=0, le=1e11, allow_inf_nan=False, description="epoch seconds; not started by then"
     )
+    spill_preview: bool = Field(
+        False, description="a preview may also overflow to the hosted tier (keys with `hosted`)"
+    )
 
 
 class JobRequest(JobOptions):
@@ -184,6 +187,7 @@ class JobView(BaseModel):
     timestamps: dict[str, float] = Field(default_factory=dict)
     webhook: WebhookView | None = None
     inline: InlineImage | None = None
+    backend: str | None = Field(None, description="who rendered it: local, or the hosted model")
 
 
 class BatchView(BaseModel):

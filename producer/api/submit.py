@@ -29,6 +29,7 @@ from producer.api.errors import ApiError, summary, validation_details
 from producer.api.inputs import VettedUpload, check_input, check_webhook
 from producer.api.models import JobOptions, StepIn
 from producer.api_keys import ApiKey
+from producer.overflow import enabled, place
 from transport.store import Submission
 
 IDEMPOTENCY_KEY_MAX = 200
@@ -71,7 +72,7 @@ def check_deadline(cancel_after: float | None, ctx: ApiContext) -> None:
 
 def queue_for(recipe: Recipe, options: JobOptions, ctx: ApiContext) -> str:
     try:
-        return queue_name(route(recipe, ctx.settings.tiers()), options.mode)
+        return queue_name(enabled(route(recipe, ctx.settings.tiers()), ctx.settings), options.mode)
     except SchemaError as exc:
         raise ApiError(422, str(exc)) from None
 
@@ -213,6 +214,17 @@ def create_one(
     check_deadline(options.cancel_after, ctx)
     check_webhook(options.webhook, ctx.settings)
     queue = queue_for(recipe, options, ctx)
+    placement = place(
+        recipe,
+        options.mode,
+        settings=ctx.settings,
+        redis=ctx.redis,
+        keys=ctx.keys,
+        tenant=key.tenant,
+        tenant_opted_in=key.limits.hosted,
+        spill_preview=options.spill_preview,
+    )
+    queue = placement.queue
     if input_uri is not None:
         check_input(input_uri, key, ctx.outputs, ctx.settings)
     # 2. the idempotency key: a replay ends here
@@ -230,6 +242,8 @@ def create_one(
             ctx, key, options, recipe, input_uri, job_id=new_id, idempotency_key=idempotency_key
         )
         enqueue(ctx, key, [job], queue)
+        if placement.noted:
+            ctx.redis.hset(ctx.keys.job(job.id), "placement", placement.reason)
     except BaseException:
         release_idempotency(ctx, claim, new_id)
         raise

@@ -91,6 +91,7 @@ def job_view(ctx: ApiContext, raw: Raw, base_url: str) -> JobView:
     if record.error_code is not None:
         view.error = ErrorInfo(code=record.error_code.value, message=record.error_message or "")
     if record.state is JobState.SUCCEEDED and record.output:
+        view.backend = str((record.result or {}).get("backend", "local"))
         try:
             view.output = ctx.outputs.link(record.output, base_url)
         except DarkroomError:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from jobs.errors import ConfigError
-from jobs.tiers import DEFAULT_TIERS, all_queues
+from jobs.tiers import LOCAL_TIERS, all_queues
 from workers.autoscale.pools import load_pools, parse_pools
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "autoscale" / "pools.yaml"
@@ -15,7 +15,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "autoscale" / "pools.
 
 def test_the_shipped_example_serves_every_queue_of_the_default_tiers() -> None:
     config = load_pools(EXAMPLE)
-    assert sorted(p.queue for p in config.pools) == sorted(all_queues(DEFAULT_TIERS))
+    assert sorted(p.queue for p in config.pools) == sorted(all_queues(LOCAL_TIERS))
     for pool in config.pools:
         assert pool.k8s is not None and pool.compose is not None
         assert pool.k8s.deployment == f"darkroom-worker-{pool.tier}-{pool.lane.value}"

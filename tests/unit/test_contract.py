@@ -174,7 +174,7 @@ def test_queue_names_and_priority_lists() -> None:
 
 def test_next_larger_tier() -> None:
     names = [t.name for t in DEFAULT_TIERS]
-    assert names == ["cpu", "edge", "a10", "a100"]
+    assert names == ["cpu", "edge", "a10", "a100", "hosted"]
     assert next_larger(DEFAULT_TIERS[2]).name == "a100"  # type: ignore[union-attr]
     assert next_larger(DEFAULT_TIERS[3]) is None
 

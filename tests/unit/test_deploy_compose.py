@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from jobs.tiers import DEFAULT_TIERS, all_queues
+from jobs.tiers import LOCAL_TIERS, all_queues
 from workers.autoscale.pools import load_pools
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +61,7 @@ def test_every_published_port_binds_loopback() -> None:
 
 def test_every_queue_has_a_worker_service_named_in_the_pool_file() -> None:
     pools = load_pools(ROOT / "deploy" / "autoscale" / "pools.yaml")
-    for queue in all_queues(DEFAULT_TIERS):
+    for queue in all_queues(LOCAL_TIERS):
         service = pools.pool(queue).compose
         assert service is not None and service.service in SERVICES, queue
         tier, lane = queue.split(".")
@@ -70,7 +70,7 @@ def test_every_queue_has_a_worker_service_named_in_the_pool_file() -> None:
 
 
 def test_gpu_workers_reserve_a_gpu_and_cpu_workers_do_not() -> None:
-    for tier in DEFAULT_TIERS:
+    for tier in LOCAL_TIERS:
         for lane in ("preview", "final"):
             service = SERVICES[f"worker-{tier.name}-{lane}"]
             devices = (

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from jobs.settings import Settings
-from jobs.tiers import DEFAULT_TIERS, all_queues
+from jobs.tiers import LOCAL_TIERS, all_queues
 from transport.messages import priority_lists
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +59,7 @@ def test_the_schema_check_catches_a_broken_deployment() -> None:
 
 def test_every_queue_has_a_deployment_and_a_scaled_object_on_its_lists() -> None:
     deployments, scaled = of_kind("Deployment"), of_kind("ScaledObject")
-    for queue in all_queues(DEFAULT_TIERS):
+    for queue in all_queues(LOCAL_TIERS):
         name = "darkroom-worker-" + queue.replace(".", "-")
         assert name in deployments, queue
         assert scaled[name]["spec"]["scaleTargetRef"]["name"] == name
@@ -69,7 +69,7 @@ def test_every_queue_has_a_deployment_and_a_scaled_object_on_its_lists() -> None
 
 def test_gpu_workers_ask_for_a_gpu_on_their_class_of_node() -> None:
     deployments = of_kind("Deployment")
-    for tier in DEFAULT_TIERS:
+    for tier in LOCAL_TIERS:
         for lane in ("preview", "final"):
             pod = deployments[f"darkroom-worker-{tier.name}-{lane}"]["spec"]["template"]["spec"]
             limits = pod["containers"][0]["resources"]["limits"]

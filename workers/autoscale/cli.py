@@ -93,12 +93,14 @@ def autoscale(
     from workers.autoscale.loop import Autoscaler
     from workers.autoscale.observer import Observer
     from workers.autoscale.pools import load_pools
+    from workers.autoscale.waits import WaitBoard
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         settings = load_settings()
         config = load_pools(pools_file)
-        observer = Observer(connect(settings), Keyspace(settings.key_prefix))
+        redis, keys = connect(settings), Keyspace(settings.key_prefix)
+        observer = Observer(redis, keys)
         gauges = ReplicaGauges()
         scaler = Autoscaler(
             config,
@@ -106,6 +108,7 @@ def autoscale(
             make_driver(driver, compose_file, project),
             gauges=gauges,
             poller=observer.poll,
+            publish_waits=WaitBoard(redis, keys),
         )
         if metrics_port is not None:
             from prometheus_client import start_http_server

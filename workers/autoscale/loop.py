@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 Sampler = Callable[[list[str], float], dict[str, QueueSample]]
 Poller = Callable[[list[str]], None]
+WaitPublisher = Callable[[list[tuple[Pool, QueueSample]], float], None]
 
 
 @dataclass
@@ -32,6 +33,8 @@ class Autoscaler:
     poller: Poller | None = None
     """Called every `poll_s` between ticks, so in-flight counts are averaged."""
     poll_s: float = 1.0
+    publish_waits: WaitPublisher | None = None
+    """Called each tick with every pool's sample (`workers.autoscale.waits.WaitBoard`)."""
 
     def step(self) -> list[Decision]:
         """One tick: a decision per pool, applied where it changes something."""
@@ -47,6 +50,8 @@ class Autoscaler:
             if self.gauges is not None:
                 self.gauges.record(decision, sample)
             decisions.append(decision)
+        if self.publish_waits is not None:
+            self.publish_waits([(p, samples[p.queue]) for p in self.config.pools], now)
         return decisions
 
     def run(
