@@ -4,7 +4,7 @@
 for the routes' short calls, run in the thread pool; async clients for waits and event
 streams), subscribes to job events, and starts the background `services` it was given
 (the `darkroom api` command passes the webhook deliverer; the library never imports
-`workers`).
+`workers`), and the intake runner that fetches remote inputs before jobs are queued.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from producer.api import errors
 from producer.api.body import BodyLimit
 from producer.api.context import ApiContext, ApiOptions
 from producer.api.edit_models import EditModels
-from producer.api.events import JobEvents
+from producer.api.events import JobEvents, StreamSlots
+from producer.api.intake import Intake
+from producer.api.intake_runner import start_runner
 from producer.api.limits import Limits
 from producer.api.openapi import document
 from producer.api.outputs import Outputs
@@ -31,6 +33,7 @@ from transport.store import JobStore
 
 if TYPE_CHECKING:
     from redis import Redis
+    from redis.asyncio import Redis as AsyncRedis
 
     from jobs.settings import Settings
 
@@ -52,13 +55,31 @@ def _version() -> str:
         return "0"
 
 
+REQUEST_CONNECTIONS = 64
+WATCH_CONNECTIONS = 32
+
+
+def _client(url: str, connections: int) -> AsyncRedis:
+    """An asyncio client whose pool waits (up to 10 s) for a free connection when all
+    `connections` are busy, instead of failing the request at once."""
+    import redis.asyncio
+
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url, max_connections=connections, timeout=10, socket_timeout=30, socket_connect_timeout=5
+    )
+    return redis.asyncio.Redis(connection_pool=pool)
+
+
 def build_context(settings: Settings, options: ApiOptions) -> ApiContext:
     import redis.asyncio
 
     keys = Keyspace(settings.key_prefix)
     sync = connect(settings)
     url = redis_url(settings)
-    requests = redis.asyncio.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5)
+    # Two pools: the request path's, and the one waits and event streams read through
+    # (bounded; a burst of streams queues for it instead of taking the request path's).
+    requests = _client(url, REQUEST_CONNECTIONS)
+    watchers = _client(url, WATCH_CONNECTIONS)
     # The subscription blocks on its socket for as long as no job finishes: no timeout.
     listener = redis.asyncio.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
     return ApiContext(
@@ -70,9 +91,10 @@ def build_context(settings: Settings, options: ApiOptions) -> ApiContext:
         store=JobStore(sync, keys, ttl_s=settings.job_ttl_s),
         ring=KeyRing(sync, keys),
         limits=Limits(sync, keys, settings.job_ttl_s),
-        events=JobEvents(listener, keys),
+        events=JobEvents(listener, keys, watchers),
         outputs=Outputs(settings),
         edit_models=EditModels(settings),
+        intake=Intake(sync, keys, settings.job_ttl_s),
     )
 
 
@@ -86,8 +108,13 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = build_context(settings, options)
         app.state.api = ctx
+        app.state.streams = StreamSlots(options.streams_per_key)
         await ctx.events.start()
         stops = [start(settings, ctx.redis, ctx.keys) for start in services]
+        if options.fetch_inputs:
+            runner, halt = start_runner(ctx, ctx.intake)
+            ctx.intake.on_stage = runner.wake.set
+            stops.append(halt.set)
         try:
             yield
         finally:
@@ -95,6 +122,7 @@ def create_app(
                 stop()
             await ctx.events.stop()
             await ctx.events.redis.aclose()
+            await ctx.events.reader.aclose()
             await ctx.aredis.aclose()
             ctx.redis.close()
 

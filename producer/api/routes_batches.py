@@ -27,11 +27,11 @@ from producer.api.submit import (
     check_deadline,
     check_ops,
     claim_idempotency,
-    enqueue,
     fingerprint,
     queue_for,
     recipe_of,
     release_idempotency,
+    stage_batch,
 )
 from producer.api.views import job_view
 from producer.api_keys import ApiKey
@@ -87,7 +87,7 @@ def _create(
     # 3. the jobs
     try:
         jobs = [build_job(ctx, key, body, recipe, uri, batch=batch_id) for uri in uris]
-        enqueue(ctx, key, jobs, queue)
+        stage_batch(ctx, key, jobs, queue)
     except BaseException:
         release_idempotency(ctx, claim, batch_id)
         raise

@@ -4,7 +4,8 @@ Our own over a library (Celery, RQ): a delivery needs a lease, a per-receiver li
 job-hash record per attempt; ~200 lines over the Redis we already run were simpler.
 
 Attempts run concurrently on a pool of senders, at most `per_receiver` at once to one
-host:port, so a receiver that answers slowly (or never) delays only its own deliveries.
+receiver URL and `per_tenant` for one tenant's jobs, so a receiver that answers slowly
+(or never) delays only its own deliveries, and no tenant takes every sender.
 
 A delivery is claimed by pushing its score in `Keyspace.webhook_due()` to a lease
 deadline (one Lua script, so two deliverers never take the same one); if its
@@ -72,7 +73,8 @@ class WebhookPolicy:
     timeout_s: float = 10.0
     lease_s: float = 60.0  # a claimed delivery comes due again after this if not settled
     senders: int = 16  # attempts in flight at once, per deliverer
-    per_receiver: int = 2  # of which at most this many to one host:port
+    per_receiver: int = 2  # of which at most this many to one receiver URL
+    per_tenant: int = 4  # and this many for one tenant's jobs, whatever their URLs
 
     def delay(self, attempt: int) -> float:
         raw = min(self.base_delay_s * 2 ** (attempt - 1), self.max_delay_s)
@@ -80,28 +82,33 @@ class WebhookPolicy:
 
 
 class Senders:
-    """Attempts in flight, per receiver; thread-safe."""
+    """Attempts in flight, per receiver URL and per tenant; thread-safe."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._open: Counter[str] = Counter()
+        self._receivers: Counter[str] = Counter()
+        self._tenants: Counter[str] = Counter()
 
-    def take(self, receiver: str, limit: int) -> bool:
+    def take(self, tenant: str, receiver: str, policy: WebhookPolicy) -> bool:
         with self._lock:
-            if self._open[receiver] >= limit:
+            if self._receivers[receiver] >= policy.per_receiver:
                 return False
-            self._open[receiver] += 1
+            if self._tenants[tenant] >= policy.per_tenant:
+                return False
+            self._receivers[receiver] += 1
+            self._tenants[tenant] += 1
             return True
 
-    def give(self, receiver: str) -> None:
+    def give(self, tenant: str, receiver: str) -> None:
         with self._lock:
-            self._open[receiver] -= 1
-            if self._open[receiver] <= 0:
-                del self._open[receiver]
+            self._receivers[receiver] -= 1
+            self._tenants[tenant] -= 1
+            self._receivers += Counter()  # drops the zeros
+            self._tenants += Counter()
 
     def total(self) -> int:
         with self._lock:
-            return sum(self._open.values())
+            return sum(self._tenants.values())
 
     def busy(self) -> bool:
         return self.total() > 0
@@ -136,7 +143,7 @@ class Deliverer:
     def run(self, stop: threading.Event, max_s: float | None = None, drain: bool = False) -> int:
         """Deliver until `stop` is set, `max_s` passed, or (`drain`) nothing is queued;
         returns how many attempts were started. Attempts run on `policy.senders` threads,
-        at most `policy.per_receiver` at once to one receiver (host:port)."""
+        at most `policy.per_receiver` at once to one receiver URL."""
         deadline = None if max_s is None else time.monotonic() + max_s
         attempts = 0
         with ThreadPoolExecutor(self.policy.senders, thread_name_prefix="webhook") as pool:
@@ -168,11 +175,11 @@ class Deliverer:
             if not delivery_id:
                 return started, float(next_due) if next_due else None
             delivery = json.loads(data)
-            receiver = self._receiver(delivery["job"])
-            if not self._senders.take(receiver, self.policy.per_receiver):
+            tenant, receiver = self._receiver(delivery["job"])
+            if not self._senders.take(tenant, receiver, self.policy):
                 self.redis.zadd(self.keys.webhook_due(), {delivery_id: now + BUSY_RECEIVER_WAIT_S})
                 continue
-            pool.submit(self._send, delivery, receiver)
+            pool.submit(self._send, delivery, tenant, receiver)
             started += 1
         return started, time.time()
 
@@ -192,23 +199,25 @@ class Deliverer:
             sent += 1
         return sent, time.time()
 
-    def _send(self, delivery: dict[str, Any], receiver: str) -> None:
+    def _send(self, delivery: dict[str, Any], tenant: str, receiver: str) -> None:
         try:
             self.deliver(delivery)
         except Exception:  # the lease brings it back; the sender thread lives on
             log.exception("webhook delivery %s failed to record", delivery.get("id"))
         finally:
-            self._senders.give(receiver)
+            self._senders.give(tenant, receiver)
             self._freed.set()
 
-    def _receiver(self, job_id: str) -> str:
-        """host:port a job's webhook goes to ('' when the job or its URL is gone)."""
-        raw = self.redis.hget(self.keys.job(job_id), "job")
+    def _receiver(self, job_id: str) -> tuple[str, str]:
+        """(tenant, receiver URL without its query) of a job's webhook; '' for what is gone."""
+        tenant, raw = self.redis.hmget(self.keys.job(job_id), ["tenant", "job"])
         try:
             url = json.loads(raw).get("webhook") if raw else None
-            return urlsplit(url).netloc.lower() if url else ""
         except ValueError:
-            return ""
+            url = None
+        parts = urlsplit(url) if url else None
+        receiver = f"{parts.scheme}://{parts.netloc.lower()}{parts.path}" if parts else ""
+        return (_text(tenant) if tenant else ""), receiver
 
     def _idle(self, next_due: float | None) -> None:
         wait = 1.0 if next_due is None else min(max(next_due - time.time(), 0.01), 1.0)
