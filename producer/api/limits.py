@@ -1,5 +1,8 @@
 """Per-key request rate (GCRA) and per-tenant concurrent jobs, each one Lua script.
 
+Our own over a library (limits, slowapi): one script per check over the Redis we already
+run, on Redis's clock, with an exact Retry-After; the libraries add a layer for no gain.
+
 GCRA keeps one number per key, the theoretical arrival time, and lets `rate` requests
 through at once, then one every `60 / rate` seconds; a refused request learns exactly
 how long to wait. Time is Redis's own (`TIME`), so API processes on machines whose

@@ -72,3 +72,22 @@ def test_a_batch_larger_than_the_quota_is_accepted_and_paced_by_it(
     assert until(lambda: redis_client.llen(queue) == 3)
     batch = client.get(f"/v1/batches/{created.json()['id']}", headers=headers).json()
     assert batch["counts"]["queued"] == 4 and batch["counts"]["succeeded"] == 1
+
+
+def test_batches_and_edit_check_the_key_before_reading_the_body(
+    client: TestClient, redis_client: redis.Redis
+) -> None:
+    junk = {"content": b"{not json", "headers": {"Content-Type": "application/json"}}
+    for path in ("/v1/batches", "/edit"):
+        assert client.post(path, **junk).status_code == 401, path
+    issued = KeyRing(redis_client).create("nested")
+    deep = (
+        '{"inputs": ["https://a.example/x.png"], "ops": [{"op": "sharpen", "params": {"x": %s}}]}'
+    )
+    body = deep % ("[" * 300 + "]" * 300)
+    refused = client.post(
+        "/v1/batches",
+        content=body.encode(),
+        headers={"Authorization": f"Bearer {issued.key}", "Content-Type": "application/json"},
+    )
+    assert refused.status_code == 422 and "nests deeper" in refused.json()["error"]["message"]

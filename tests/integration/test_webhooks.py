@@ -48,6 +48,7 @@ class Receiver:
     statuses: list[int] = field(default_factory=lambda: [200])
     hits: list[Hit] = field(default_factory=list)
     redirect_to: str = "http://127.0.0.1:1/elsewhere"
+    delay_s: float = 0.0  # answer this late (a tarpit receiver)
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -62,6 +63,7 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
+                time.sleep(receiver.delay_s)
                 index = len(receiver.hits)
                 receiver.hits.append(Hit(self.path, dict(self.headers.items()), body))
                 status = receiver.statuses[min(index, len(receiver.statuses) - 1)]
@@ -220,3 +222,38 @@ def test_a_delivery_claimed_by_a_deliverer_that_died_comes_due_again(
     _deliver(redis_client, settings, 2.0)
     assert len(receiver.wait_for(1)) == 1
     assert _webhook_record(redis_client, job.id)["state"] == "delivered"
+
+
+def test_a_slow_receiver_delays_only_its_own_deliveries(
+    redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    slow, fast = Receiver(delay_s=3.0).start(), Receiver().start()  # FAST times out at 2 s
+    stop = threading.Event()
+    thread = threading.Thread()
+    try:
+        stalled = [_finished_job(redis_client, slow.url) for _ in range(4)]
+        quick = _finished_job(redis_client, fast.url)
+        deliverer = Deliverer(_settings("redis://unused", tmp_path), redis_client, Keyspace(), FAST)
+        thread = threading.Thread(target=deliverer.run, args=(stop,), kwargs={"max_s": 10})
+        thread.start()
+        assert len(fast.wait_for(1, timeout=10)) == 1
+        # the fast receiver was served before any attempt at the slow one had ended
+        ended = [redis_client.hget(Keyspace().job(job.id), "webhook") for job in stalled]
+        assert ended == [None] * 4
+        assert until_delivered(redis_client, quick.id)
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join(timeout=10)  # its senders finish their attempts first
+        slow.stop()
+        fast.stop()
+
+
+def until_delivered(client: redis.Redis, job_id: str, timeout: float = 5) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        raw = client.hget(Keyspace().job(job_id), "webhook")
+        if raw and json.loads(raw)["state"] == "delivered":
+            return True
+        time.sleep(0.02)
+    return False
