@@ -21,13 +21,13 @@ from producer.api.body import BodyLimit
 from producer.api.context import ApiContext, ApiOptions
 from producer.api.edit_models import EditModels
 from producer.api.events import JobEvents, StreamSlots
-from producer.api.intake import Intake
 from producer.api.intake_runner import start_runner
 from producer.api.limits import Limits
 from producer.api.openapi import document
 from producer.api.outputs import Outputs
 from producer.api_keys import KeyRing
 from transport.embedded import connect, redis_url
+from transport.intake import Intake
 from transport.keyspace import Keyspace
 from transport.store import JobStore
 

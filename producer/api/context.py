@@ -17,10 +17,10 @@ if TYPE_CHECKING:
     from jobs.settings import Settings
     from producer.api.edit_models import EditModels
     from producer.api.events import JobEvents
-    from producer.api.intake import Intake
     from producer.api.limits import Limits
     from producer.api.outputs import Outputs
     from producer.api_keys import KeyRing
+    from transport.intake import Intake
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from transport.store import TransitionRefused
 
 if TYPE_CHECKING:
     from producer.api.context import ApiContext
-    from producer.api.intake import Intake
+    from transport.intake import Intake
 
 log = logging.getLogger(__name__)
 

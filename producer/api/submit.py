@@ -5,7 +5,7 @@ Order matters:
 2. an `Idempotency-Key` is claimed (a replay returns the job it made; the same key
    with a different body is a 409);
 3. the tenant's concurrency slots are reserved (429 when full; a batch is never refused
-   for its size: its jobs wait in intake for slots, see `producer.api.intake`);
+   for its size: its jobs wait in intake for slots, see `transport.intake`);
 4. the job's owner (`tenant`, `api_key`) is written to its hash, then the job is
    queued by `JobStore.enqueue`, so no reader ever sees a job without its owner.
 A failure after 2 or 3 gives the key and the slots back.
@@ -192,7 +192,7 @@ def enqueue(
     ctx: ApiContext, key: ApiKey, jobs: Sequence[Job], queue: str, *, hold: bool = False
 ) -> None:
     """Reserve the tenant's slots, record each job's owner, queue the jobs; `hold`: keep
-    them in intake until their remote inputs are fetched (`producer.api.intake`)."""
+    them in intake until their remote inputs are fetched (`transport.intake`)."""
     ids = [job.id for job in jobs]
     busy = ctx.limits.reserve(key.tenant, ids, key.limits.concurrency)
     if busy is not None:

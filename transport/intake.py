@@ -3,8 +3,8 @@
 A job whose input is remote (an `https://` URL or an `s3://` object), and every job of a
 batch, is recorded as `queued` at once (so `GET`, cancel, batch counts and webhooks work
 as for any job) but its Celery message is held back in the tenant's intake ZSET
-(`Keyspace.intake(tenant)`). The intake runner (`producer.api.intake_runner`) fetches and
-vets the input there, under the key's caps, with a per-tenant limit, and only then puts
+(`Keyspace.intake(tenant)`). The API's intake runner (`producer.api.intake_runner`) fetches
+and vets the input there, under the key's caps, with a per-tenant limit, and only then puts
 the message on its queue. So a slow or huge input never holds a render slot, and a batch
 larger than the key's concurrency waits here for slots instead of being refused.
 
