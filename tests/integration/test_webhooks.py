@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -67,12 +68,13 @@ class Receiver:
                 index = len(receiver.hits)
                 receiver.hits.append(Hit(self.path, dict(self.headers.items()), body))
                 status = receiver.statuses[min(index, len(receiver.statuses) - 1)]
-                self.send_response(status)
-                if 300 <= status < 400:
-                    self.send_header("Location", receiver.redirect_to)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
+                with contextlib.suppress(OSError):  # a sender that gave up has closed
+                    self.send_response(status)
+                    if 300 <= status < 400:
+                        self.send_header("Location", receiver.redirect_to)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
 
             def log_message(self, *args: object) -> None:
                 return None
@@ -257,3 +259,18 @@ def until_delivered(client: redis.Redis, job_id: str, timeout: float = 5) -> boo
             return True
         time.sleep(0.02)
     return False
+
+
+def test_a_tenants_webhook_shows_its_own_uri_forms_never_server_paths(
+    redis_client: redis.Redis, receiver: Receiver, tmp_path: Path
+) -> None:
+    root = (tmp_path / "out").resolve().as_uri()
+    job = _finished_job(redis_client, receiver.url)
+    redis_client.hset(
+        Keyspace().job(job.id),
+        mapping={"tenant": "t", "output": f"{root}/tenants/t/outputs/{job.id}.webp"},
+    )
+    _deliver(redis_client, _settings("redis://unused", tmp_path), 3.0)
+    body = receiver.wait_for(1)[0].json()
+    assert body["data"]["output"] == f"/v1/outputs/tenants/t/outputs/{job.id}.webp"
+    assert str(tmp_path) not in json.dumps(body)

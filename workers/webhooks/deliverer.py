@@ -310,13 +310,19 @@ def _text(value: bytes | str) -> str:
 
 
 def _payload(delivery: dict[str, Any], job: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """What the receiver gets: the event and the job as `GET /v1/jobs/{id}` shows it."""
+    """What the receiver gets: the event and the job as `GET /v1/jobs/{id}` shows it. A
+    tenant's job (from the API) shows only the tenant's own URI forms; an operator's job
+    (from `darkroom submit`) its output URI as stored."""
+    tenant = bool(job.get("tenant"))
+    message = job.get("error_message", "")
     error = (
-        {"code": job["error_code"], "message": redact(job.get("error_message", ""), settings)}
+        {"code": job["error_code"], "message": redact(message, settings) if tenant else message}
         if job.get("error_code")
         else None
     )
-    output = public_link(job["output"], settings) if job.get("output") else None
+    output = job.get("output") or None
+    if output and tenant:
+        output = public_link(output, settings)
     stamps = ("queued_at", "running_at", "succeeded_at", "failed_at", "canceled_at")
     return {
         "id": delivery["id"],
