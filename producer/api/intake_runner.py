@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FETCHERS = 16  # fetches in flight per API process, all tenants together
+FETCHERS = 64  # fetches in flight per API process (threads waiting on sockets, cheap)
 IDLE_S = 0.2  # how often an idle runner looks for jobs other processes staged
 PACE_S = 1.0  # a tenant at its concurrency cap is looked at again after this
 RETRY_MAX_S = 15.0
