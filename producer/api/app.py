@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.metadata
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
@@ -98,6 +99,21 @@ def build_context(settings: Settings, options: ApiOptions) -> ApiContext:
     )
 
 
+def background_context(ctx: ApiContext) -> ApiContext:
+    """`ctx` over a sync Redis client of its own, for the background threads (intake,
+    webhooks), so their calls never take the request path's connections."""
+    own = connect(ctx.settings)
+    ttl = ctx.settings.job_ttl_s
+    return replace(
+        ctx,
+        redis=own,
+        store=JobStore(own, ctx.keys, ttl_s=ttl),
+        ring=KeyRing(own, ctx.keys),
+        limits=Limits(own, ctx.keys, ttl),
+        intake=Intake(own, ctx.keys, ttl),
+    )
+
+
 def create_app(
     settings: Settings, options: ApiOptions | None = None, *, services: Sequence[Service] = ()
 ) -> FastAPI:
@@ -110,11 +126,12 @@ def create_app(
         app.state.api = ctx
         app.state.streams = StreamSlots(options.streams_per_key)
         await ctx.events.start()
-        stops = [start(settings, ctx.redis, ctx.keys) for start in services]
+        background = background_context(ctx)
+        stops = [start(settings, background.redis, ctx.keys) for start in services]
         if options.fetch_inputs:
-            runner, halt = start_runner(ctx, ctx.intake)
-            ctx.intake.on_stage = runner.wake.set
-            stops.append(halt.set)
+            runner, halt = start_runner(background, background.intake)
+            ctx.intake.on_stage = runner.wake.set  # a job staged here wakes the runner
+            stops.append(halt)
         try:
             yield
         finally:
@@ -123,6 +140,7 @@ def create_app(
             await ctx.events.stop()
             await ctx.events.redis.aclose()
             await ctx.events.reader.aclose()
+            background.redis.close()
             await ctx.aredis.aclose()
             ctx.redis.close()
 

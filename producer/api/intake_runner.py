@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,7 @@ FETCHERS = 64  # fetches in flight per API process (threads waiting on sockets, 
 IDLE_S = 0.2  # how often an idle runner looks for jobs other processes staged
 PACE_S = 1.0  # a tenant at its concurrency cap is looked at again after this
 RETRY_MAX_S = 15.0
+STOP_WAIT_S = 2.0
 
 
 class IntakeRunner:
@@ -194,9 +196,17 @@ class IntakeRunner:
         )
 
 
-def start_runner(ctx: ApiContext, intake: Intake) -> tuple[IntakeRunner, threading.Event]:
-    """The runner on a daemon thread; returns it and the event that stops it."""
+def start_runner(ctx: ApiContext, intake: Intake) -> tuple[IntakeRunner, Callable[[], None]]:
+    """The runner on a daemon thread; returns it and its stop (which waits a moment for
+    fetches in flight; a job cut off comes due again when its lease ends)."""
     runner = IntakeRunner(ctx, intake)
     stop = threading.Event()
-    threading.Thread(target=runner.run, args=(stop,), name="intake", daemon=True).start()
-    return runner, stop
+    thread = threading.Thread(target=runner.run, args=(stop,), name="intake", daemon=True)
+    thread.start()
+
+    def halt() -> None:
+        stop.set()
+        runner.wake.set()
+        thread.join(timeout=STOP_WAIT_S)
+
+    return runner, halt
