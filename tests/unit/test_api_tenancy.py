@@ -15,7 +15,7 @@ from producer.api.events import StreamSlots
 from producer.api.requests import MAX_JSON_DEPTH, json_depth
 from producer.api_keys import ApiKey, KeyLimits
 from storage.public import public_link, redact
-from workers.webhooks.deliverer import Senders, WebhookPolicy
+from workers.webhooks.senders import Senders
 
 
 def recipe(*steps: tuple[str, dict[str, object]]) -> Recipe:
@@ -74,15 +74,14 @@ def test_event_streams_are_capped_per_key() -> None:
 
 
 def test_webhook_senders_are_limited_per_receiver_and_per_tenant() -> None:
-    policy = WebhookPolicy(per_receiver=2, per_tenant=3)
-    senders = Senders()
+    senders = Senders(per_receiver=2, per_tenant=3)
     slow = "https://1.2.3.4/hook/slow"
-    assert senders.take("a", slow, policy) and senders.take("a", slow, policy)
-    assert not senders.take("a", slow, policy)  # the receiver is at its limit
-    assert not senders.take("b", slow, policy)  # ... whoever's job it is
-    assert senders.take("a", "https://1.2.3.4/other", policy)
-    assert not senders.take("a", "https://1.2.3.4/third", policy)  # tenant a has 3 open
-    assert senders.take("b", "https://1.2.3.4/hook/ok", policy)  # b is not held up
+    assert senders.take("a", slow) and senders.take("a", slow)
+    assert not senders.take("a", slow)  # the receiver is at its limit
+    assert not senders.take("b", slow)  # ... whoever's job it is
+    assert senders.take("a", "https://1.2.3.4/other")
+    assert not senders.take("a", "https://1.2.3.4/third")  # tenant a has 3 open
+    assert senders.take("b", "https://1.2.3.4/hook/ok")  # b is not held up
     senders.give("a", slow)
-    assert senders.take("a", "https://1.2.3.4/third", policy)
+    assert senders.take("a", "https://1.2.3.4/third")
     assert senders.total() == 4

@@ -23,15 +23,15 @@ import logging
 import random
 import threading
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from jobs.errors import InputInvalid, JobError
-from storage.public import public_link, redact
 from transport.keyspace import Keyspace
+from workers.webhooks.payload import payload
+from workers.webhooks.senders import Senders
 from workers.webhooks.sending import post
 from workers.webhooks.signing import SIGNATURE_HEADER, sign
 
@@ -81,39 +81,6 @@ class WebhookPolicy:
         return raw * random.uniform(1.0, 1.1)  # spread retries of a burst apart
 
 
-class Senders:
-    """Attempts in flight, per receiver URL and per tenant; thread-safe."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._receivers: Counter[str] = Counter()
-        self._tenants: Counter[str] = Counter()
-
-    def take(self, tenant: str, receiver: str, policy: WebhookPolicy) -> bool:
-        with self._lock:
-            if self._receivers[receiver] >= policy.per_receiver:
-                return False
-            if self._tenants[tenant] >= policy.per_tenant:
-                return False
-            self._receivers[receiver] += 1
-            self._tenants[tenant] += 1
-            return True
-
-    def give(self, tenant: str, receiver: str) -> None:
-        with self._lock:
-            self._receivers[receiver] -= 1
-            self._tenants[tenant] -= 1
-            self._receivers += Counter()  # drops the zeros
-            self._tenants += Counter()
-
-    def total(self) -> int:
-        with self._lock:
-            return sum(self._tenants.values())
-
-    def busy(self) -> bool:
-        return self.total() > 0
-
-
 @dataclass(frozen=True)
 class Attempt:
     status: int | None
@@ -137,7 +104,7 @@ class Deliverer:
         self.policy = policy or WebhookPolicy()
         self._claim = redis.register_script(_CLAIM)
         self._set_if_exists = redis.register_script(_SET_IF_EXISTS)
-        self._senders = Senders()
+        self._senders = Senders(self.policy.per_receiver, self.policy.per_tenant)
         self._freed = threading.Event()
 
     def run(self, stop: threading.Event, max_s: float | None = None, drain: bool = False) -> int:
@@ -176,7 +143,7 @@ class Deliverer:
                 return started, float(next_due) if next_due else None
             delivery = json.loads(data)
             tenant, receiver = self._receiver(delivery["job"])
-            if not self._senders.take(tenant, receiver, self.policy):
+            if not self._senders.take(tenant, receiver):
                 self.redis.zadd(self.keys.webhook_due(), {delivery_id: now + BUSY_RECEIVER_WAIT_S})
                 continue
             pool.submit(self._send, delivery, tenant, receiver)
@@ -259,7 +226,7 @@ class Deliverer:
         return attempt
 
     def _attempt(self, delivery: dict[str, Any], job: dict[str, Any]) -> Attempt:
-        body = json.dumps(_payload(delivery, job, self.settings), separators=(",", ":")).encode()
+        body = json.dumps(payload(delivery, job, self.settings), separators=(",", ":")).encode()
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "darkroom-webhooks/1",
@@ -307,36 +274,6 @@ class Deliverer:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _payload(delivery: dict[str, Any], job: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """What the receiver gets: the event and the job as `GET /v1/jobs/{id}` shows it. A
-    tenant's job (from the API) shows only the tenant's own URI forms; an operator's job
-    (from `darkroom submit`) its output URI as stored."""
-    tenant = bool(job.get("tenant"))
-    message = job.get("error_message", "")
-    error = (
-        {"code": job["error_code"], "message": redact(message, settings) if tenant else message}
-        if job.get("error_code")
-        else None
-    )
-    output = job.get("output") or None
-    if output and tenant:
-        output = public_link(output, settings)
-    stamps = ("queued_at", "running_at", "succeeded_at", "failed_at", "canceled_at")
-    return {
-        "id": delivery["id"],
-        "type": delivery["event"],
-        "created_at": time.time(),
-        "data": {
-            "id": job.get("id", delivery["job"]),
-            "state": job.get("state"),
-            "batch": job.get("batch") or None,
-            "output": output,
-            "error": error,
-            "timestamps": {s: float(job[s]) for s in stamps if job.get(s)},
-        },
-    }
 
 
 def start_thread(settings: Settings, redis: Redis, keys: Keyspace) -> tuple[threading.Thread, Any]:
