@@ -114,6 +114,10 @@ class Intake:
         pipe.execute()
         self.on_stage()
 
+    def waiting(self, tenant: str) -> int:
+        """How many of the tenant's jobs are in intake."""
+        return int(self.redis.zcard(self.keys.intake(tenant)))
+
     def tenants(self) -> list[str]:
         return sorted(_text(t) for t in self.redis.smembers(self.keys.intake_tenants()))
 

@@ -29,12 +29,14 @@ from producer.api.caps import check_output
 from producer.api.context import ApiContext
 from producer.api.errors import ApiError, summary, validation_details
 from producer.api.inputs import VettedUpload, check_input, check_webhook
-from producer.api.models import JobOptions, StepIn
+from producer.api.models import MAX_BATCH_INPUTS, JobOptions, StepIn
 from producer.api_keys import ApiKey
 from transport.store import Submission
 
 IDEMPOTENCY_KEY_MAX = 200
 CONCURRENCY_RETRY_S = "2"
+INTAKE_RETRY_S = "30"
+HOLD_PER_SLOT = 10  # jobs a tenant may have waiting in intake per concurrency slot
 
 
 def recipe_of(options: JobOptions) -> Recipe:
@@ -129,9 +131,25 @@ def check_output_size(recipe: Recipe, upload: VettedUpload, key: ApiKey, ctx: Ap
         raise ApiError(413, exc.message, code="output_too_large") from None
 
 
+def hold_limit(key: ApiKey) -> int:
+    """How many jobs one tenant may have waiting in intake: always room for one full batch
+    when nothing waits, so a batch is never refused for good."""
+    return max(MAX_BATCH_INPUTS, HOLD_PER_SLOT * key.limits.concurrency)
+
+
 def stage_batch(ctx: ApiContext, key: ApiKey, jobs: Sequence[Job], queue: str) -> None:
     """Hold a batch's jobs in intake: each is fetched and vetted, and started as the
-    tenant's concurrency allows, so a batch larger than the quota is paced, not refused."""
+    tenant's concurrency allows, so a batch larger than the quota is paced, not refused.
+    A tenant with `hold_limit` jobs already waiting gets a 429 until they drain."""
+    waiting = ctx.intake.waiting(key.tenant)
+    if waiting + len(jobs) > hold_limit(key):
+        raise ApiError(
+            429,
+            f"tenant {key.tenant} has {waiting} jobs waiting to start; this key may have "
+            f"{hold_limit(key)} waiting (asked for {len(jobs)} more)",
+            code="intake_full",
+            headers={"Retry-After": INTAKE_RETRY_S},
+        )
     ctx.intake.stage(jobs, queue, {"tenant": key.tenant, "api_key": key.id})
 
 

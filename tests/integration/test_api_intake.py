@@ -88,6 +88,18 @@ def test_a_batch_larger_than_the_quota_is_accepted_and_paced_by_it(
     assert batch["counts"]["queued"] == 4 and batch["counts"]["succeeded"] == 1
 
 
+def test_a_tenant_may_hold_a_bounded_number_of_waiting_jobs(
+    client: TestClient, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    issued = KeyRing(redis_client).create("hoarder", KeyLimits(concurrency=1, admin=True))
+    headers = {"Authorization": f"Bearer {issued.key}"}
+    full = {"inputs": [(tmp_path / f"{n}.png").as_uri() for n in range(1000)], **SHARPEN}
+    assert client.post("/v1/batches", json=full, headers=headers).status_code == 202
+    more = client.post("/v1/batches", json={**full, "inputs": full["inputs"][:2]}, headers=headers)
+    assert more.status_code == 429 and more.json()["error"]["code"] == "intake_full"
+    assert "may have 1000 waiting" in more.json()["error"]["message"]
+
+
 def test_batches_and_edit_check_the_key_before_reading_the_body(
     client: TestClient, redis_client: redis.Redis
 ) -> None:
