@@ -1,7 +1,6 @@
 """Per-key request rate (GCRA) and per-tenant concurrent jobs, each one Lua script.
 
-Our own over a library (limits, slowapi): one script per check over the Redis we already
-run, on Redis's clock, with an exact Retry-After; the libraries add a layer for no gain.
+Own code, not limits/slowapi: one Lua script per check on Redis's clock, exact Retry-After.
 
 GCRA keeps one number per key, the theoretical arrival time, and lets `rate` requests
 through at once, then one every `60 / rate` seconds; a refused request learns exactly

@@ -1,7 +1,6 @@
 """The deliverer: claims due deliveries, sends them, records and settles each attempt.
 
-Our own over a library (Celery, RQ): a delivery needs a lease, a per-receiver limit and a
-job-hash record per attempt; ~200 lines over the Redis we already run were simpler.
+Own code, not Celery/RQ: leases, per-receiver limits and per-attempt job records fit here.
 
 Attempts run concurrently on a pool of senders, at most `per_receiver` at once to one
 receiver URL and `per_tenant` for one tenant's jobs, so a receiver that answers slowly
