@@ -47,6 +47,13 @@ def webhook_deliverer(settings: Settings, redis: Redis, keys: Keyspace) -> Calla
     show_default=True,
     help="seconds an event stream stays open",
 )
+@click.option(
+    "--streams-per-key",
+    type=click.IntRange(1),
+    default=20,
+    show_default=True,
+    help="event streams one API key may hold open (429 beyond)",
+)
 @click.option("--webhooks/--no-webhooks", default=True, show_default=True, help="deliver webhooks")
 @click.option("--log-level", default="info", show_default=True)
 def api(
@@ -55,6 +62,7 @@ def api(
     public_url: str | None,
     preview_wait: float,
     stream_max: float,
+    streams_per_key: int,
     webhooks: bool,
     log_level: str,
 ) -> None:
@@ -70,7 +78,10 @@ def api(
     except DarkroomError as exc:
         raise click.ClickException(str(exc)) from None
     options = ApiOptions(
-        public_url=public_url, preview_wait_s=preview_wait, stream_max_s=stream_max
+        public_url=public_url,
+        preview_wait_s=preview_wait,
+        stream_max_s=stream_max,
+        streams_per_key=streams_per_key,
     )
     services = [webhook_deliverer] if webhooks else []
     app = create_app(settings, options, services=services)

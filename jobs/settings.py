@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     min_input_side: int = Field(8, ge=1)
     fetch_timeout_s: float = Field(20.0, gt=0)
     fetch_max_redirects: int = Field(3, ge=0)
+    fetch_per_tenant: int = Field(
+        4, ge=1, description="remote inputs one tenant has fetched at once, per API process"
+    )
+    fetch_budget_s: float = Field(
+        120.0, gt=0, description="how long an unreachable or slow input is retried"
+    )
     fetch_allow_private: bool = Field(
         False, description="allow https inputs from loopback/private hosts (tests only)"
     )

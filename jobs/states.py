@@ -21,7 +21,10 @@ TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCE
 # Which state may follow which. A redelivered job (its worker died) goes
 # running -> running with one more attempt; a resubmitted failed job goes back to queued.
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELED, JobState.QUEUED}),
+    # queued -> failed: the API's intake refused an input it fetched (too large, invalid).
+    JobState.QUEUED: frozenset(
+        {JobState.RUNNING, JobState.CANCELED, JobState.QUEUED, JobState.FAILED}
+    ),
     JobState.RUNNING: frozenset(
         {
             JobState.RUNNING,

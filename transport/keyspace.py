@@ -61,6 +61,15 @@ class Keyspace:
         """ZSET of a tenant's unfinished job ids (score: submit time), for its concurrency cap."""
         return f"{self.prefix}:tenant:{tenant}:active"
 
+    def intake(self, tenant: str) -> str:
+        """ZSET of a tenant's accepted jobs not yet on a queue (input to fetch, or waiting
+        for a concurrency slot) -> when each is due (or its claimer's lease ends)."""
+        return f"{self.prefix}:intake:{tenant}"
+
+    def intake_tenants(self) -> str:
+        """Set of tenants with jobs in intake."""
+        return f"{self.prefix}:intake-tenants"
+
     def job_events(self) -> str:
         """Pub/sub channel: `<job id> <state>` each time a job reaches a terminal state."""
         return f"{self.prefix}:job-events"

@@ -4,7 +4,7 @@
 for the routes' short calls, run in the thread pool; async clients for waits and event
 streams), subscribes to job events, and starts the background `services` it was given
 (the `darkroom api` command passes the webhook deliverer; the library never imports
-`workers`).
+`workers`), and the intake runner that fetches remote inputs before jobs are queued.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.metadata
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
@@ -20,17 +21,20 @@ from producer.api import errors
 from producer.api.body import BodyLimit
 from producer.api.context import ApiContext, ApiOptions
 from producer.api.edit_models import EditModels
-from producer.api.events import JobEvents
+from producer.api.events import JobEvents, StreamSlots
+from producer.api.intake_runner import start_runner
 from producer.api.limits import Limits
 from producer.api.openapi import document
 from producer.api.outputs import Outputs
 from producer.api_keys import KeyRing
 from transport.embedded import connect, redis_url
+from transport.intake import Intake
 from transport.keyspace import Keyspace
 from transport.store import JobStore
 
 if TYPE_CHECKING:
     from redis import Redis
+    from redis.asyncio import Redis as AsyncRedis
 
     from jobs.settings import Settings
 
@@ -52,13 +56,31 @@ def _version() -> str:
         return "0"
 
 
+REQUEST_CONNECTIONS = 64
+WATCH_CONNECTIONS = 32
+
+
+def _client(url: str, connections: int) -> AsyncRedis:
+    """An asyncio client whose pool waits (up to 10 s) for a free connection when all
+    `connections` are busy, instead of failing the request at once."""
+    import redis.asyncio
+
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url, max_connections=connections, timeout=10, socket_timeout=30, socket_connect_timeout=5
+    )
+    return redis.asyncio.Redis(connection_pool=pool)
+
+
 def build_context(settings: Settings, options: ApiOptions) -> ApiContext:
     import redis.asyncio
 
     keys = Keyspace(settings.key_prefix)
     sync = connect(settings)
     url = redis_url(settings)
-    requests = redis.asyncio.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5)
+    # Two pools: the request path's, and the one waits and event streams read through
+    # (bounded; a burst of streams queues for it instead of taking the request path's).
+    requests = _client(url, REQUEST_CONNECTIONS)
+    watchers = _client(url, WATCH_CONNECTIONS)
     # The subscription blocks on its socket for as long as no job finishes: no timeout.
     listener = redis.asyncio.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
     return ApiContext(
@@ -70,9 +92,25 @@ def build_context(settings: Settings, options: ApiOptions) -> ApiContext:
         store=JobStore(sync, keys, ttl_s=settings.job_ttl_s),
         ring=KeyRing(sync, keys),
         limits=Limits(sync, keys, settings.job_ttl_s),
-        events=JobEvents(listener, keys),
+        events=JobEvents(listener, keys, watchers),
         outputs=Outputs(settings),
         edit_models=EditModels(settings),
+        intake=Intake(sync, keys, settings.job_ttl_s),
+    )
+
+
+def background_context(ctx: ApiContext) -> ApiContext:
+    """`ctx` over a sync Redis client of its own, for the background threads (intake,
+    webhooks), so their calls never take the request path's connections."""
+    own = connect(ctx.settings)
+    ttl = ctx.settings.job_ttl_s
+    return replace(
+        ctx,
+        redis=own,
+        store=JobStore(own, ctx.keys, ttl_s=ttl),
+        ring=KeyRing(own, ctx.keys),
+        limits=Limits(own, ctx.keys, ttl),
+        intake=Intake(own, ctx.keys, ttl),
     )
 
 
@@ -86,8 +124,14 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = build_context(settings, options)
         app.state.api = ctx
+        app.state.streams = StreamSlots(options.streams_per_key)
         await ctx.events.start()
-        stops = [start(settings, ctx.redis, ctx.keys) for start in services]
+        background = background_context(ctx)
+        stops = [start(settings, background.redis, ctx.keys) for start in services]
+        if options.fetch_inputs:
+            runner, halt = start_runner(background, background.intake)
+            ctx.intake.on_stage = runner.wake.set  # a job staged here wakes the runner
+            stops.append(halt)
         try:
             yield
         finally:
@@ -95,6 +139,8 @@ def create_app(
                 stop()
             await ctx.events.stop()
             await ctx.events.redis.aclose()
+            await ctx.events.reader.aclose()
+            background.redis.close()
             await ctx.aredis.aclose()
             ctx.redis.close()
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from producer.api.limits import Limits
     from producer.api.outputs import Outputs
     from producer.api_keys import KeyRing
+    from transport.intake import Intake
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class ApiOptions:
     stream_max_s: float = 3600.0  # an event stream ends after this, finished or not
     idempotency_ttl_s: int = 24 * 3600
     public_url: str | None = None  # base of /v1/outputs links; None: the request's
+    fetch_inputs: bool = True  # run the intake runner (tests without a network turn it off)
+    streams_per_key: int = 20  # open event streams one key may hold, per API process
 
 
 @dataclass
@@ -50,6 +53,7 @@ class ApiContext:
     events: JobEvents
     outputs: Outputs
     edit_models: EditModels
+    intake: Intake
 
     def base_url(self, request: Request) -> str:
         return self.options.public_url or str(request.base_url)

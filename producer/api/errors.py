@@ -25,6 +25,7 @@ from jobs.errors import (
     SchemaError,
     StorageUnavailable,
 )
+from storage.public import redact
 
 log = logging.getLogger(__name__)
 
@@ -141,11 +142,13 @@ def install(app: FastAPI) -> None:
         return error_response(exc.status_code, str(exc.detail), headers=headers)
 
     @app.exception_handler(DarkroomError)
-    async def _darkroom(_: Request, exc: DarkroomError) -> JSONResponse:
+    async def _darkroom(request: Request, exc: DarkroomError) -> JSONResponse:
         err = from_darkroom(exc)
         if err.status >= 500:
             log.error("request failed: %s", exc)
-        return error_response(err.status, err.message, err.code)
+        ctx = getattr(request.app.state, "api", None)
+        message = redact(err.message, ctx.settings) if ctx is not None else err.message
+        return error_response(err.status, message, err.code)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -6,6 +6,10 @@ subscription and sets the `asyncio.Event` of every request waiting on that job; 
 waiter re-reads the job's hash when woken, and at least once a second anyway, so a
 dropped subscription costs latency, never a wrong answer.
 
+Everything here reads through `JobEvents.read`, on a connection pool of its own, so
+however many streams and waits are open, the request path (`POST /v1/jobs`, `/healthz`)
+keeps its connections.
+
 Jobs the API ends itself (a queued job canceled by `DELETE`, or one past its
 `cancel_after`) are announced with the same `transport.notices.announce_finish` workers use.
 """
@@ -32,11 +36,14 @@ KEEPALIVE_S = 15.0  # proxies drop idle streams; an SSE comment line keeps them 
 
 
 class JobEvents:
-    """One pub/sub subscription per process, fanned out to waiting requests."""
+    """One pub/sub subscription per process, fanned out to waiting requests; and the
+    reads those requests make, over their own pool (`reader`), one in flight per job."""
 
-    def __init__(self, redis: AsyncRedis, keys: Keyspace) -> None:
+    def __init__(self, redis: AsyncRedis, keys: Keyspace, reader: AsyncRedis) -> None:
         self.redis = redis
         self.keys = keys
+        self.reader = reader
+        self._reads: dict[str, asyncio.Future[dict[Any, Any]]] = {}
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._task: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
@@ -51,6 +58,22 @@ class JobEvents:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+
+    async def read(self, key: str) -> dict[Any, Any]:
+        """The job hash at `key`. Requests woken together by one finish share one read,
+        so N streams on one job cost one Redis call, not N connections at once."""
+        pending = self._reads.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self.reader.hgetall(key))
+            self._reads[key] = pending
+            pending.add_done_callback(lambda done: self._forget(key, done))
+        return await asyncio.shield(pending)
+
+    def _forget(self, key: str, done: asyncio.Future[dict[Any, Any]]) -> None:
+        if self._reads.get(key) is done:
+            del self._reads[key]
+        if not done.cancelled():
+            done.exception()  # retrieved: a failed shared read is re-raised to each reader
 
     @contextlib.contextmanager
     def watch(self, job_id: str) -> Iterator[asyncio.Event]:
@@ -103,14 +126,14 @@ class JobEvents:
 
 
 async def until_finished(
-    events: JobEvents, redis: AsyncRedis, key: str, job_id: str, timeout_s: float
+    events: JobEvents, key: str, job_id: str, timeout_s: float
 ) -> dict[Any, Any]:
     """The job's hash once it is terminal, or as it is when `timeout_s` runs out."""
     deadline = time.monotonic() + timeout_s
     with events.watch(job_id) as woken:
         while True:
             woken.clear()
-            raw: dict[Any, Any] = await redis.hgetall(key)
+            raw = await events.read(key)
             left = deadline - time.monotonic()
             if not raw or is_terminal(raw) or left <= 0:
                 return raw
@@ -120,7 +143,6 @@ async def until_finished(
 
 async def changes(
     events: JobEvents,
-    redis: AsyncRedis,
     key: str,
     job_id: str,
     *,
@@ -137,7 +159,7 @@ async def changes(
     with events.watch(job_id) as woken:
         while time.monotonic() < deadline:
             woken.clear()
-            raw: dict[Any, Any] = await redis.hgetall(key)
+            raw = await events.read(key)
             seen = (raw.get(b"state"), raw.get(b"progress"))
             if seen != last or time.monotonic() - last_sent >= keepalive_s:
                 yield raw if seen != last else None
@@ -151,3 +173,24 @@ async def changes(
 def is_terminal(raw: dict[Any, Any]) -> bool:
     state = raw.get(b"state")
     return state is not None and JobState(state.decode()).terminal
+
+
+class StreamSlots:
+    """How many event streams each API key holds open in this process, under a cap."""
+
+    def __init__(self, per_key: int) -> None:
+        self.per_key = per_key
+        self._open: dict[str, int] = {}
+
+    def take(self, key_id: str) -> bool:
+        if self._open.get(key_id, 0) >= self.per_key:
+            return False
+        self._open[key_id] = self._open.get(key_id, 0) + 1
+        return True
+
+    def give(self, key_id: str) -> None:
+        left = self._open.get(key_id, 1) - 1
+        if left > 0:
+            self._open[key_id] = left
+        else:
+            self._open.pop(key_id, None)

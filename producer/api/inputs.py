@@ -46,16 +46,20 @@ def check_input(uri: str, key: ApiKey, outputs: Outputs, settings: Settings) -> 
     if uri.startswith("s3://"):
         if key.limits.admin or outputs.owns(key.tenant, uri):
             return uri
-        raise ApiError(
-            403,
-            f"input {uri}: s3:// inputs must be under {outputs.tenant_root(key.tenant)} "
-            "(upload the image with a multipart POST, or give an https:// URL)",
-        )
+        raise ApiError(403, f"input {uri[:200]}: {_s3_rule(outputs, key.tenant)}")
     if uri.startswith("file://"):
         if key.limits.admin:
             return uri
         raise ApiError(403, "file:// inputs are only for admin keys; give an https:// URL")
     raise ApiError(422, f"input {uri[:100]!r}: give an https:// URL or an s3:// object")
+
+
+def _s3_rule(outputs: Outputs, tenant: str) -> str:
+    """Which s3:// objects a tenant may name, in its own URI form (never a server path)."""
+    advice = "upload the image with a multipart POST, or give an https:// URL"
+    if outputs.root.startswith("s3://"):
+        return f"s3:// inputs must be under {outputs.tenant_root(tenant)} ({advice})"
+    return f"this server keeps images on its own disk, not S3, so s3:// inputs fail; {advice}"
 
 
 def check_webhook(url: str | None, settings: Settings) -> str | None:

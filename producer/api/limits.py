@@ -1,5 +1,7 @@
 """Per-key request rate (GCRA) and per-tenant concurrent jobs, each one Lua script.
 
+Own code, not limits/slowapi: one Lua script per check on Redis's clock, exact Retry-After.
+
 GCRA keeps one number per key, the theoretical arrival time, and lets `rate` requests
 through at once, then one every `60 / rate` seconds; a refused request learns exactly
 how long to wait. Time is Redis's own (`TIME`), so API processes on machines whose

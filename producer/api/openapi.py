@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from producer.api.models import JobOptions, JobRequest
+from producer.api.models import BatchRequest, EditRequest, JobOptions, JobRequest
 
 REF = "#/components/schemas/{model}"
 
@@ -37,10 +37,18 @@ JOB_REQUEST_BODY: dict[str, Any] = {
 }
 
 
+def json_body(model: str) -> dict[str, Any]:
+    """The `requestBody` of a route that reads its JSON body itself (after the key)."""
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": REF.format(model=model)}}},
+    }
+
+
 def _schemas() -> dict[str, Any]:
     """JobRequest and JobOptions, with the models they use, as components."""
     found: dict[str, Any] = {}
-    for model in (JobRequest, JobOptions):
+    for model in (JobRequest, JobOptions, BatchRequest, EditRequest):
         schema = model.model_json_schema(ref_template=REF)
         found.update(schema.pop("$defs", {}))
         found[model.__name__] = schema

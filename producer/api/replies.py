@@ -30,7 +30,7 @@ async def answer(
 ) -> Response:
     job_key = ctx.keys.job(job_id)
     if wait.seconds > 0:
-        raw = await until_finished(ctx.events, ctx.aredis, job_key, job_id, wait.seconds)
+        raw = await until_finished(ctx.events, job_key, job_id, wait.seconds)
     else:
         raw = await ctx.aredis.hgetall(job_key)
     if not raw and replay:

@@ -20,10 +20,10 @@ import binascii
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
 from jobs.schema import Lane
@@ -32,6 +32,7 @@ from producer.api.errors import ApiError, summary, validation_details
 from producer.api.models import JobOptions, JobRequest
 
 FORM_FIELDS = frozenset({"image", "job"})
+MAX_JSON_DEPTH = 32  # deeper bodies are refused before validation (a 500 at ~256 otherwise)
 FIELD_MAX_BYTES = 64 * 2**10
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*\"?(\d+(?:\.\d+)?)\"?", re.IGNORECASE)
 
@@ -86,9 +87,43 @@ def loads(raw: bytes | str, what: str) -> Any:
         raise ValueError(f"{token} is not valid JSON")
 
     try:
-        return json.loads(raw, parse_constant=refuse)
+        data = json.loads(raw, parse_constant=refuse)
     except (ValueError, RecursionError) as exc:
         raise ApiError(422, f"{what} is not valid JSON: {exc}") from None
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise ApiError(422, f"{what} nests deeper than {MAX_JSON_DEPTH} levels")
+    return data
+
+
+def json_depth(data: Any) -> int:
+    """How deeply arrays and objects nest in parsed JSON (a scalar is 0); iterative, so
+    no depth can overflow the stack."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            node = list(node.values())
+        if isinstance(node, list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in node)
+    return deepest
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_model(request: Request, model: type[M]) -> M:
+    """A JSON body as `model`, read only now: routes call this after the key is checked,
+    so an unauthenticated caller never gets a body parsed."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise ApiError(415, f"send application/json, not {media or 'no content type'}")
+    data = loads(await request.body(), "the body")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = validation_details(exc)
+        raise ApiError(422, summary(details), details=details) from None
 
 
 async def read_job(request: Request, wait: Wait) -> ParsedJob:

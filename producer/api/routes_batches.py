@@ -11,6 +11,7 @@ import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from producer.api.auth import Caller, Context
@@ -18,17 +19,19 @@ from producer.api.context import ApiContext
 from producer.api.errors import ApiError
 from producer.api.inputs import check_input, check_webhook
 from producer.api.models import BatchRequest, BatchView
+from producer.api.openapi import json_body
+from producer.api.requests import read_model
 from producer.api.routes_jobs import ERRORS
 from producer.api.submit import (
     build_job,
     check_deadline,
     check_ops,
     claim_idempotency,
-    enqueue,
     fingerprint,
     queue_for,
     recipe_of,
     release_idempotency,
+    stage_batch,
 )
 from producer.api.views import job_view
 from producer.api_keys import ApiKey
@@ -49,17 +52,19 @@ BATCH_LINKS = {
     response_model=BatchView,
     operation_id="createBatch",
     responses={202: {"description": "queued", "links": BATCH_LINKS}, **ERRORS},
+    openapi_extra={"requestBody": json_body("BatchRequest")},
 )
-def create_batch(
-    body: BatchRequest,
+async def create_batch(
     request: Request,
     ctx: Context,
     key: Caller,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
 ) -> JSONResponse:
-    """Queue one job per input, all with the same recipe."""
-    batch_id, replay = _create(ctx, key, body, idempotency_key)
-    view = _view(ctx, request, key, batch_id, cursor=0, limit=0)
+    """Queue one job per input, all with the same recipe. A batch larger than the key's
+    concurrency is accepted: its jobs start as the tenant's running jobs finish."""
+    body = await read_model(request, BatchRequest)  # after the key: see `read_model`
+    batch_id, replay = await run_in_threadpool(_create, ctx, key, body, idempotency_key)
+    view = await run_in_threadpool(_view, ctx, request, key, batch_id, 0, 0)
     return JSONResponse(view.model_dump(mode="json", exclude_none=True), 200 if replay else 202)
 
 
@@ -82,7 +87,7 @@ def _create(
     # 3. the jobs
     try:
         jobs = [build_job(ctx, key, body, recipe, uri, batch=batch_id) for uri in uris]
-        enqueue(ctx, key, jobs, queue)
+        stage_batch(ctx, key, jobs, queue)
     except BaseException:
         release_idempotency(ctx, claim, batch_id)
         raise

@@ -17,8 +17,9 @@ from producer.api.auth import Caller, Context
 from producer.api.context import ApiContext
 from producer.api.errors import ApiError
 from producer.api.models import EditRequest, JobOptions, JobView
+from producer.api.openapi import json_body
 from producer.api.replies import answer
-from producer.api.requests import Wait, wait_of
+from producer.api.requests import Wait, read_model, wait_of
 from producer.api.routes_jobs import (
     ERRORS,
     JOB_LINKS,
@@ -43,9 +44,9 @@ router = APIRouter(tags=["compatibility"])
         202: {"description": "queued", "links": JOB_LINKS},
         **ERRORS,
     },
+    openapi_extra={"requestBody": json_body("EditRequest")},
 )
 async def edit(
-    body: EditRequest,
     request: Request,
     ctx: Context,
     key: Caller,
@@ -54,6 +55,7 @@ async def edit(
     idempotency_key: IdempotencyHeader = None,
 ) -> Response:
     """Edit an image by free-text instructions ("remove background, sharpen")."""
+    body = await read_model(request, EditRequest)  # after the key: see `read_model`
     held = wait_of(wait, prefer, ctx.options)
     job_id, replay = await run_in_threadpool(_create, ctx, key, body, held, idempotency_key)
     return await answer(request, ctx, key, job_id, replay=replay, wait=held)

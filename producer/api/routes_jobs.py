@@ -144,19 +144,31 @@ async def job_events(job_id: str, request: Request, ctx: Context, key: Caller) -
     until it finishes. The event name is the state."""
     await run_in_threadpool(load, ctx, key, job_id)  # 404 for another tenant's job
     base = ctx.base_url(request)
+    slots = request.app.state.streams
+    if not slots.take(key.id):
+        raise ApiError(
+            429,
+            f"this key already has {slots.per_key} event streams open; close one, or poll "
+            "GET /v1/jobs/{id}",
+            code="too_many_streams",
+            headers={"Retry-After": "5"},
+        )
 
     async def stream() -> AsyncIterator[str]:
         job_key = ctx.keys.job(job_id)
         poll, most = ctx.options.progress_poll_s, ctx.options.stream_max_s
-        async for raw in changes(ctx.events, ctx.aredis, job_key, job_id, poll_s=poll, max_s=most):
-            if raw is None:
-                yield ": keep-alive\n\n"
-                continue
-            if not raw:
-                yield 'event: gone\ndata: {"message": "the job expired"}\n\n'
-                return
-            view = job_view(ctx, raw, base)
-            yield f"event: {view.state}\ndata: {view.model_dump_json(exclude_none=True)}\n\n"
+        try:
+            async for raw in changes(ctx.events, job_key, job_id, poll_s=poll, max_s=most):
+                if raw is None:
+                    yield ": keep-alive\n\n"
+                    continue
+                if not raw:
+                    yield 'event: gone\ndata: {"message": "the job expired"}\n\n'
+                    return
+                view = job_view(ctx, raw, base)
+                yield f"event: {view.state}\ndata: {view.model_dump_json(exclude_none=True)}\n\n"
+        finally:
+            slots.give(key.id)
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)

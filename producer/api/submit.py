@@ -4,7 +4,8 @@ Order matters:
 1. the recipe is built against the op catalogue and the key's allowed ops (422 / 403);
 2. an `Idempotency-Key` is claimed (a replay returns the job it made; the same key
    with a different body is a 409);
-3. the tenant's concurrency slots are reserved (429 when full);
+3. the tenant's concurrency slots are reserved (429 when full; a batch is never refused
+   for its size: its jobs wait in intake for slots, see `transport.intake`);
 4. the job's owner (`tenant`, `api_key`) is written to its hash, then the job is
    queued by `JobStore.enqueue`, so no reader ever sees a job without its owner.
 A failure after 2 or 3 gives the key and the slots back.
@@ -21,19 +22,22 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from jobs.errors import SchemaError
+from jobs.errors import InputTooLarge, SchemaError
 from jobs.schema import Job, OutputSpec, Recipe, Step, new_job_id
 from jobs.tiers import queue_name, route
+from producer.api.caps import check_output
 from producer.api.context import ApiContext
 from producer.api.errors import ApiError, summary, validation_details
 from producer.api.inputs import VettedUpload, check_input, check_webhook
-from producer.api.models import JobOptions, StepIn
+from producer.api.models import MAX_BATCH_INPUTS, JobOptions, StepIn
 from producer.api_keys import ApiKey
 from producer.overflow import enabled, place
 from transport.store import Submission
 
 IDEMPOTENCY_KEY_MAX = 200
 CONCURRENCY_RETRY_S = "2"
+INTAKE_RETRY_S = "30"
+HOLD_PER_SLOT = 10  # jobs a tenant may have waiting in intake per concurrency slot
 
 
 def recipe_of(options: JobOptions) -> Recipe:
@@ -116,6 +120,40 @@ def build_job(
         raise ApiError(422, summary(details), details=details) from None
 
 
+def is_remote(uri: str) -> bool:
+    """Inputs the API fetches and vets before the job is queued (see `intake`)."""
+    return uri.startswith(("https://", "s3://"))
+
+
+def check_output_size(recipe: Recipe, upload: VettedUpload, key: ApiKey, ctx: ApiContext) -> None:
+    try:
+        check_output(recipe, (upload.width, upload.height), key, ctx.settings)
+    except InputTooLarge as exc:
+        raise ApiError(413, exc.message, code="output_too_large") from None
+
+
+def hold_limit(key: ApiKey) -> int:
+    """How many jobs one tenant may have waiting in intake: always room for one full batch
+    when nothing waits, so a batch is never refused for good."""
+    return max(MAX_BATCH_INPUTS, HOLD_PER_SLOT * key.limits.concurrency)
+
+
+def stage_batch(ctx: ApiContext, key: ApiKey, jobs: Sequence[Job], queue: str) -> None:
+    """Hold a batch's jobs in intake: each is fetched and vetted, and started as the
+    tenant's concurrency allows, so a batch larger than the quota is paced, not refused.
+    A tenant with `hold_limit` jobs already waiting gets a 429 until they drain."""
+    waiting = ctx.intake.waiting(key.tenant)
+    if waiting + len(jobs) > hold_limit(key):
+        raise ApiError(
+            429,
+            f"tenant {key.tenant} has {waiting} jobs waiting to start; this key may have "
+            f"{hold_limit(key)} waiting (asked for {len(jobs)} more)",
+            code="intake_full",
+            headers={"Retry-After": INTAKE_RETRY_S},
+        )
+    ctx.intake.stage(jobs, queue, {"tenant": key.tenant, "api_key": key.id})
+
+
 # -- idempotency -----------------------------------------------------------------------
 
 
@@ -169,8 +207,11 @@ def release_idempotency(ctx: ApiContext, claim: Idempotency | None, new_id: str)
 # -- queueing --------------------------------------------------------------------------
 
 
-def enqueue(ctx: ApiContext, key: ApiKey, jobs: Sequence[Job], queue: str) -> None:
-    """Reserve the tenant's slots, record each job's owner, queue the jobs."""
+def enqueue(
+    ctx: ApiContext, key: ApiKey, jobs: Sequence[Job], queue: str, *, hold: bool = False
+) -> None:
+    """Reserve the tenant's slots, record each job's owner, queue the jobs; `hold`: keep
+    them in intake until their remote inputs are fetched (`transport.intake`)."""
     ids = [job.id for job in jobs]
     busy = ctx.limits.reserve(key.tenant, ids, key.limits.concurrency)
     if busy is not None:
@@ -182,6 +223,9 @@ def enqueue(ctx: ApiContext, key: ApiKey, jobs: Sequence[Job], queue: str) -> No
             headers={"Retry-After": CONCURRENCY_RETRY_S},
         )
     try:
+        if hold:
+            ctx.intake.stage(jobs, queue, {"tenant": key.tenant, "api_key": key.id})
+            return
         pipe = ctx.redis.pipeline(transaction=False)
         for job in jobs:
             owner: dict[Any, str] = {"tenant": key.tenant, "api_key": key.id}
@@ -227,13 +271,16 @@ def create_one(
     queue = placement.queue
     if input_uri is not None:
         check_input(input_uri, key, ctx.outputs, ctx.settings)
+    if upload is not None:
+        check_output_size(recipe, upload, key, ctx)
     # 2. the idempotency key: a replay ends here
     new_id = new_job_id()
     extra = upload.data if upload is not None else b""
     claim = claim_idempotency(ctx, key, idempotency_key, fingerprint(kind, body, extra), new_id)
     if claim is not None and claim.existing is not None:
         return claim.existing, True
-    # 3. store the upload, build the job, reserve slots and queue it
+    # 3. store the upload, build the job, reserve slots and queue it (a remote input is
+    #    held in intake until it is fetched and vetted)
     try:
         if upload is not None:
             input_uri = ctx.outputs.store_upload(key.tenant, upload.data, upload.format)
@@ -241,7 +288,7 @@ def create_one(
         job = build_job(
             ctx, key, options, recipe, input_uri, job_id=new_id, idempotency_key=idempotency_key
         )
-        enqueue(ctx, key, [job], queue)
+        enqueue(ctx, key, [job], queue, hold=upload is None and is_remote(input_uri))
         if placement.noted:
             ctx.redis.hset(ctx.keys.job(job.id), "placement", placement.reason)
     except BaseException:

@@ -18,6 +18,7 @@ from producer.api.errors import ApiError
 from producer.api.models import ErrorInfo, JobView, WebhookView
 from producer.api_keys import ApiKey
 from producer.results import timings
+from storage.public import redact
 from transport.notices import announce_finish
 from transport.store import JobRecord, TransitionRefused
 
@@ -89,7 +90,8 @@ def job_view(ctx: ApiContext, raw: Raw, base_url: str) -> JobView:
         webhook=_webhook(raw),
     )
     if record.error_code is not None:
-        view.error = ErrorInfo(code=record.error_code.value, message=record.error_message or "")
+        message = redact(record.error_message or "", ctx.settings)
+        view.error = ErrorInfo(code=record.error_code.value, message=message)
     if record.state is JobState.SUCCEEDED and record.output:
         view.backend = str((record.result or {}).get("backend", "local"))
         try:

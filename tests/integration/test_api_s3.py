@@ -107,3 +107,25 @@ def test_a_tenant_may_reference_its_own_uploads_but_not_anothers(s3_stack: ApiSe
         again = api.post("/v1/jobs", json=body)
         assert again.status_code == 202
         assert wait_state(api, again.json()["id"])["state"] == "succeeded"
+
+
+def test_a_keys_caps_apply_to_its_s3_inputs_before_any_worker_sees_them(
+    s3_stack: ApiServer, s3_server: SeaweedS3
+) -> None:
+    folder = "saas/tenants/capped/uploads"
+    s3_server.client().put_object(Bucket=BUCKET, Key=f"{folder}/big.png", Body=png(600))
+    s3_server.client().put_object(Bucket=BUCKET, Key=f"{folder}/small.png", Body=png(200))
+    key = new_key(s3_stack.env["DARKROOM_REDIS_URL"], "capped", max_image_pixels=100_000)
+    with s3_stack.client(key) as api:
+        ids = [
+            api.post(
+                "/v1/jobs",
+                json={"input": f"s3://{BUCKET}/{folder}/{name}", "ops": [{"op": "sharpen"}]},
+            ).json()["id"]
+            for name in ("big.png", "small.png")
+        ]
+        big, small = (wait_state(api, job_id) for job_id in ids)
+    assert big["state"] == "failed" and big["error"]["code"] == "input_too_large", big
+    assert "0.36 megapixels" in big["error"]["message"] or "600x600" in big["error"]["message"]
+    assert big["attempts"] == 0  # refused at intake: no render slot was taken
+    assert small["state"] == "succeeded", small

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -48,6 +49,7 @@ class Receiver:
     statuses: list[int] = field(default_factory=lambda: [200])
     hits: list[Hit] = field(default_factory=list)
     redirect_to: str = "http://127.0.0.1:1/elsewhere"
+    delay_s: float = 0.0  # answer this late (a tarpit receiver)
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -62,15 +64,17 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
+                time.sleep(receiver.delay_s)
                 index = len(receiver.hits)
                 receiver.hits.append(Hit(self.path, dict(self.headers.items()), body))
                 status = receiver.statuses[min(index, len(receiver.statuses) - 1)]
-                self.send_response(status)
-                if 300 <= status < 400:
-                    self.send_header("Location", receiver.redirect_to)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
+                with contextlib.suppress(OSError):  # a sender that gave up has closed
+                    self.send_response(status)
+                    if 300 <= status < 400:
+                        self.send_header("Location", receiver.redirect_to)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
 
             def log_message(self, *args: object) -> None:
                 return None
@@ -220,3 +224,53 @@ def test_a_delivery_claimed_by_a_deliverer_that_died_comes_due_again(
     _deliver(redis_client, settings, 2.0)
     assert len(receiver.wait_for(1)) == 1
     assert _webhook_record(redis_client, job.id)["state"] == "delivered"
+
+
+def test_a_slow_receiver_delays_only_its_own_deliveries(
+    redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    slow, fast = Receiver(delay_s=3.0).start(), Receiver().start()  # FAST times out at 2 s
+    stop = threading.Event()
+    thread = threading.Thread()
+    try:
+        stalled = [_finished_job(redis_client, slow.url) for _ in range(4)]
+        quick = _finished_job(redis_client, fast.url)
+        deliverer = Deliverer(_settings("redis://unused", tmp_path), redis_client, Keyspace(), FAST)
+        thread = threading.Thread(target=deliverer.run, args=(stop,), kwargs={"max_s": 10})
+        thread.start()
+        assert len(fast.wait_for(1, timeout=10)) == 1
+        # the fast receiver was served before any attempt at the slow one had ended
+        ended = [redis_client.hget(Keyspace().job(job.id), "webhook") for job in stalled]
+        assert ended == [None] * 4
+        assert until_delivered(redis_client, quick.id)
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join(timeout=10)  # its senders finish their attempts first
+        slow.stop()
+        fast.stop()
+
+
+def until_delivered(client: redis.Redis, job_id: str, timeout: float = 5) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        raw = client.hget(Keyspace().job(job_id), "webhook")
+        if raw and json.loads(raw)["state"] == "delivered":
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_tenants_webhook_shows_its_own_uri_forms_never_server_paths(
+    redis_client: redis.Redis, receiver: Receiver, tmp_path: Path
+) -> None:
+    root = (tmp_path / "out").resolve().as_uri()
+    job = _finished_job(redis_client, receiver.url)
+    redis_client.hset(
+        Keyspace().job(job.id),
+        mapping={"tenant": "t", "output": f"{root}/tenants/t/outputs/{job.id}.webp"},
+    )
+    _deliver(redis_client, _settings("redis://unused", tmp_path), 3.0)
+    body = receiver.wait_for(1)[0].json()
+    assert body["data"]["output"] == f"/v1/outputs/tenants/t/outputs/{job.id}.webp"
+    assert str(tmp_path) not in json.dumps(body)

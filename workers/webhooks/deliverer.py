@@ -1,5 +1,11 @@
 """The deliverer: claims due deliveries, sends them, records and settles each attempt.
 
+Own code, not Celery/RQ: leases, per-receiver limits and per-attempt job records fit here.
+
+Attempts run concurrently on a pool of senders, at most `per_receiver` at once to one
+receiver URL and `per_tenant` for one tenant's jobs, so a receiver that answers slowly
+(or never) delays only its own deliveries, and no tenant takes every sender.
+
 A delivery is claimed by pushing its score in `Keyspace.webhook_due()` to a lease
 deadline (one Lua script, so two deliverers never take the same one); if its
 deliverer dies, the lease runs out and it comes due again. 2xx settles it; 408, 429,
@@ -16,11 +22,15 @@ import logging
 import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from jobs.errors import InputInvalid, JobError
 from transport.keyspace import WEBHOOK_SECRET_FIELD, Keyspace
+from workers.webhooks.payload import payload
+from workers.webhooks.senders import Senders
 from workers.webhooks.sending import post
 from workers.webhooks.signing import SIGNATURE_HEADER, sign
 
@@ -32,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({408, 429})
+BUSY_RECEIVER_WAIT_S = 0.5  # a delivery to a receiver at its limit is looked at again after
 
 _CLAIM = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1)
@@ -59,6 +70,9 @@ class WebhookPolicy:
     max_delay_s: float = 900.0
     timeout_s: float = 10.0
     lease_s: float = 60.0  # a claimed delivery comes due again after this if not settled
+    senders: int = 16  # attempts in flight at once, per deliverer
+    per_receiver: int = 2  # of which at most this many to one receiver URL
+    per_tenant: int = 4  # and this many for one tenant's jobs, whatever their URLs
 
     def delay(self, attempt: int) -> float:
         raw = min(self.base_delay_s * 2 ** (attempt - 1), self.max_delay_s)
@@ -88,28 +102,55 @@ class Deliverer:
         self.policy = policy or WebhookPolicy()
         self._claim = redis.register_script(_CLAIM)
         self._set_if_exists = redis.register_script(_SET_IF_EXISTS)
+        self._senders = Senders(self.policy.per_receiver, self.policy.per_tenant)
+        self._freed = threading.Event()
 
     def run(self, stop: threading.Event, max_s: float | None = None, drain: bool = False) -> int:
         """Deliver until `stop` is set, `max_s` passed, or (`drain`) nothing is queued;
-        returns how many attempts were made."""
+        returns how many attempts were started. Attempts run on `policy.senders` threads,
+        at most `policy.per_receiver` at once to one receiver URL."""
         deadline = None if max_s is None else time.monotonic() + max_s
         attempts = 0
-        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-            try:
-                done, next_due = self.deliver_due()
-            except Exception:
-                log.exception("webhook deliverer: Redis failed; retrying in 1 s")
-                stop.wait(1.0)
-                continue
-            attempts += done
-            if done == 0 and drain and next_due is None:
-                break
-            if done == 0:
-                self._idle(next_due)
+        with ThreadPoolExecutor(self.policy.senders, thread_name_prefix="webhook") as pool:
+            while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+                try:
+                    started, next_due = self.dispatch_due(pool)
+                except Exception:
+                    log.exception("webhook deliverer: Redis failed; retrying in 1 s")
+                    stop.wait(1.0)
+                    continue
+                attempts += started
+                if started == 0 and drain and next_due is None and not self._senders.busy():
+                    break
+                if started == 0:
+                    self._idle(next_due)
         return attempts
 
+    def dispatch_due(self, pool: ThreadPoolExecutor) -> tuple[int, float | None]:
+        """Hand due deliveries to free senders; (how many started, when the next is due).
+        A delivery whose receiver already has `per_receiver` attempts open waits a moment
+        in the queue, so a slow receiver delays only its own deliveries."""
+        started = 0
+        while self._senders.total() < self.policy.senders:
+            now = time.time()
+            delivery_id, data, next_due = self._claim(
+                keys=[self.keys.webhook_due(), self.keys.webhook_deliveries()],
+                args=[repr(now), repr(now + self.policy.lease_s)],
+            )
+            if not delivery_id:
+                return started, float(next_due) if next_due else None
+            delivery = json.loads(data)
+            tenant, receiver = self._receiver(delivery["job"])
+            if not self._senders.take(tenant, receiver):
+                self.redis.zadd(self.keys.webhook_due(), {delivery_id: now + BUSY_RECEIVER_WAIT_S})
+                continue
+            pool.submit(self._send, delivery, tenant, receiver)
+            started += 1
+        return started, time.time()
+
     def deliver_due(self, limit: int = 100) -> tuple[int, float | None]:
-        """Send up to `limit` due deliveries; (how many were sent, when the next is due)."""
+        """Send up to `limit` due deliveries one after another, in this thread; (how many
+        were sent, when the next is due)."""
         sent = 0
         while sent < limit:
             now = time.time()
@@ -123,8 +164,32 @@ class Deliverer:
             sent += 1
         return sent, time.time()
 
+    def _send(self, delivery: dict[str, Any], tenant: str, receiver: str) -> None:
+        try:
+            self.deliver(delivery)
+        except Exception:  # the lease brings it back; the sender thread lives on
+            log.exception("webhook delivery %s failed to record", delivery.get("id"))
+        finally:
+            self._senders.give(tenant, receiver)
+            self._freed.set()
+
+    def _receiver(self, job_id: str) -> tuple[str, str]:
+        """(tenant, receiver URL without its query) of a job's webhook; '' for what is gone."""
+        tenant, raw = self.redis.hmget(self.keys.job(job_id), ["tenant", "job"])
+        try:
+            url = json.loads(raw).get("webhook") if raw else None
+        except ValueError:
+            url = None
+        parts = urlsplit(url) if url else None
+        receiver = f"{parts.scheme}://{parts.netloc.lower()}{parts.path}" if parts else ""
+        return (_text(tenant) if tenant else ""), receiver
+
     def _idle(self, next_due: float | None) -> None:
         wait = 1.0 if next_due is None else min(max(next_due - time.time(), 0.01), 1.0)
+        if self._senders.total() >= self.policy.senders:
+            self._freed.wait(wait)  # every sender busy: wait for one to finish
+            self._freed.clear()
+            return
         self.redis.blpop([self.keys.webhook_wake()], timeout=wait)
 
     def deliver(self, delivery: dict[str, Any]) -> Attempt:
@@ -159,7 +224,7 @@ class Deliverer:
         return attempt
 
     def _attempt(self, delivery: dict[str, Any], job: dict[str, Any]) -> Attempt:
-        body = json.dumps(_payload(delivery, job, self.settings), separators=(",", ":")).encode()
+        body = json.dumps(payload(delivery, job, self.settings), separators=(",", ":")).encode()
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "darkroom-webhooks/1",
@@ -207,29 +272,6 @@ class Deliverer:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _payload(delivery: dict[str, Any], job: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """What the receiver gets: the event and the job as `GET /v1/jobs/{id}` shows it."""
-    error = (
-        {"code": job["error_code"], "message": job.get("error_message", "")}
-        if job.get("error_code")
-        else None
-    )
-    stamps = ("queued_at", "running_at", "succeeded_at", "failed_at", "canceled_at")
-    return {
-        "id": delivery["id"],
-        "type": delivery["event"],
-        "created_at": time.time(),
-        "data": {
-            "id": job.get("id", delivery["job"]),
-            "state": job.get("state"),
-            "batch": job.get("batch") or None,
-            "output": job.get("output"),
-            "error": error,
-            "timestamps": {s: float(job[s]) for s in stamps if job.get(s)},
-        },
-    }
 
 
 def start_thread(settings: Settings, redis: Redis, keys: Keyspace) -> tuple[threading.Thread, Any]:
