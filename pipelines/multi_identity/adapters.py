@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from safetensors.torch import load_file
 
 from jobs.errors import ModelUnavailable
@@ -35,24 +36,80 @@ def adapter_roles(components: Mapping[str, Any]) -> list[str]:
     )
 
 
+def adapted_layers(converted: Mapping[str, Any]) -> set[str]:
+    """The transformer layers a diffusers-format LoRA state dict adapts."""
+    prefix = "transformer."
+    return {
+        key.removeprefix(prefix).split(".lora_A")[0]
+        for key in converted
+        if key.startswith(prefix) and ".lora_A" in key
+    }
+
+
+def linear_shapes(transformer: Any) -> dict[str, tuple[int, int]]:
+    """(in, out) features of every linear layer, by module path (a layer an adapter
+    already wraps under its own path)."""
+    return {
+        path.removesuffix(".base_layer"): (module.in_features, module.out_features)
+        for path, module in transformer.named_modules()
+        if isinstance(module, torch.nn.Linear)
+    }
+
+
+def misfits(
+    transformer: Any, name: str, expected: set[str], before: dict[str, tuple[int, int]]
+) -> list[str]:
+    """What is wrong with adapter `name` once loaded: layers its file names that the
+    transformer lacks, and low-rank weights whose shapes do not fit the layer as it was
+    (`before`). PEFT only warns about the first; for the second diffusers widens the
+    layer (meant for FLUX Control LoRAs), which breaks the model at the next render."""
+    problems = []
+    loaded = set()
+    for path, module in transformer.named_modules():
+        lora_a = getattr(module, "lora_A", None)
+        if lora_a is None or name not in lora_a:
+            continue
+        loaded.add(path)
+        down, up = lora_a[name].weight, module.lora_B[name].weight
+        fits = before.get(path, (-1, -1))
+        if (down.shape[1], up.shape[0]) != fits:
+            problems.append(
+                f"{path} is {fits[0]}->{fits[1]}, the adapter's {down.shape[1]}->{up.shape[0]}"
+            )
+    missing = sorted(expected - loaded)
+    if missing:
+        problems.append(f"{len(missing)} layers are not in this transformer, e.g. {missing[0]}")
+    return problems
+
+
 def load_adapter(pipe: Any, local: LocalModel, name: str) -> None:
     """Load one published adapter into `pipe`'s transformer as `name`.
 
     Raises:
-        ModelUnavailable: the folder has no single .safetensors file, or its keys do
-            not fit this transformer (another base model, or an unknown layout).
+        ModelUnavailable: the folder has no single .safetensors file, or its keys or
+            shapes do not fit this transformer (another base model, or an unknown layout).
     """
     ref = local.manifest.ref
     with local.in_use():
         path = single_file(local.path, ".safetensors", ref)
         state = load_file(str(path))
     try:
-        pipe.load_lora_weights(state, adapter_name=name)
+        converted = pipe.lora_state_dict(state)  # UNO/XLabs, kohya ... -> diffusers keys
+        converted = converted[0] if isinstance(converted, tuple) else converted
+        expected = adapted_layers(converted)
+        before = linear_shapes(pipe.transformer)
+        pipe.load_lora_weights(converted, adapter_name=name)
+        problems = misfits(pipe.transformer, name, expected, before) if expected else ["no layer"]
     except (ValueError, KeyError, RuntimeError) as exc:
+        problems = [str(exc)]
+    if problems:
+        if name in getattr(pipe.transformer, "peft_config", {}):
+            pipe.delete_adapters(name)
         raise ModelUnavailable(
-            f"LoRA {ref} does not load into this FLUX transformer ({exc}); publish an "
-            "adapter trained for it, in the diffusers, kohya or XLabs/UNO key layout"
-        ) from None
+            f"LoRA {ref} does not load into this FLUX transformer ({'; '.join(problems)}); "
+            "publish an adapter trained for this base model, in the diffusers, kohya or "
+            "XLabs/UNO key layout"
+        )
 
 
 def load_adapters(pipe: Any, components: Mapping[str, LocalModel]) -> list[str]:
