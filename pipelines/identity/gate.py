@@ -56,9 +56,7 @@ class Match:
     """Each face's box (left, top, width, height) in render pixels, for the job result."""
 
     @classmethod
-    def from_similarity(
-        cls, matrix: np.ndarray, boxes: Sequence[tuple[float, ...]] = ()
-    ) -> Match:
+    def from_similarity(cls, matrix: np.ndarray, boxes: Sequence[tuple[float, ...]] = ()) -> Match:
         """Pair people (rows) with faces (columns) maximising the total similarity."""
         matrix = np.asarray(matrix, dtype=np.float64)
         if matrix.ndim != 2 or matrix.shape[0] == 0:

@@ -16,8 +16,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffusers import FluxKontextPipeline
-from diffusers.pipelines.flux.pipeline_flux_kontext import calculate_shift, retrieve_timesteps
+from diffusers.pipelines.flux.pipeline_flux_kontext import (
+    FluxKontextPipeline,
+    calculate_shift,
+    retrieve_timesteps,
+)
 from diffusers.pipelines.flux.pipeline_output import FluxPipelineOutput
 from PIL import Image
 
@@ -43,7 +46,9 @@ class FluxUNOPipeline(FluxKontextPipeline):
         for reference in references:
             width, height = reference.size
             pixels = self.image_processor.preprocess(reference, height, width)
-            latents = self._encode_vae_image(pixels.to(device, self.vae.dtype), generator=None)
+            pixels = pixels.to(device, self.vae.dtype)
+            # the latent mode ("argmax"): no sampling, so no generator
+            latents = self._encode_vae_image(pixels, generator=None)  # type: ignore[arg-type]
             _, channels, rows, columns = latents.shape
             packed.append(self._pack_latents(latents.to(dtype), 1, channels, rows, columns))
             grids.append((rows // 2, columns // 2))
@@ -53,7 +58,10 @@ class FluxUNOPipeline(FluxKontextPipeline):
         """Raise ValueError unless the target and every reference lie on the latent grid."""
         if not references:
             raise ValueError("UNO needs at least one reference image")
-        for what, (w, h) in [("image", (width, height)), *(("reference", r.size) for r in references)]:
+        for what, (w, h) in [
+            ("image", (width, height)),
+            *(("reference", r.size) for r in references),
+        ]:
             if w % self.multiple or h % self.multiple:
                 raise ValueError(f"{what} size {w}x{h} is not a multiple of {self.multiple}")
 
@@ -99,7 +107,7 @@ class FluxUNOPipeline(FluxKontextPipeline):
         ids = uno_ids(target, grids).to(device, dtype)
 
         # 4. timesteps, shifted for the target's token count as FLUX.1-dev's schedule is
-        sigmas = np.linspace(1.0, 1 / num_inference_steps, num_inference_steps)
+        sigmas = np.linspace(1.0, 1 / num_inference_steps, num_inference_steps).tolist()
         config = self.scheduler.config
         mu = calculate_shift(
             latents.shape[1],

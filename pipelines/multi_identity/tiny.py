@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
@@ -31,15 +32,16 @@ LORA_CLASS = "FluxLoRA"
 
 def uno() -> FluxUNOPipeline:
     clip, t5 = parts.clip_tokenizer(), parts.t5_tokenizer()
-    return FluxUNOPipeline(
-        transformer=parts.flux_transformer(parts.FLUX_LATENT_CHANNELS * 4),
-        vae=parts.flux_vae(),
-        tokenizer=clip,
-        text_encoder=parts.clip_text_encoder(len(clip)),
-        tokenizer_2=t5,
-        text_encoder_2=parts.t5_encoder(len(t5)),
-        scheduler=FlowMatchEulerDiscreteScheduler(),
-    )
+    components: dict[str, Any] = {  # Any: diffusers' top-level names type as dummies
+        "transformer": parts.flux_transformer(parts.FLUX_LATENT_CHANNELS * 4),
+        "vae": parts.flux_vae(),
+        "tokenizer": clip,
+        "text_encoder": parts.clip_text_encoder(len(clip)),
+        "tokenizer_2": t5,
+        "text_encoder_2": parts.t5_encoder(len(t5)),
+        "scheduler": FlowMatchEulerDiscreteScheduler(),
+    }
+    return FluxUNOPipeline(**components)
 
 
 def _pair(
@@ -52,12 +54,12 @@ def _pair(
     }
 
 
-def uno_lora_state(transformer: torch.nn.Module) -> dict[str, torch.Tensor]:
+def uno_lora_state(transformer: Any) -> dict[str, torch.Tensor]:
     """A random adapter for `transformer` in UNO's published layout: per double block,
     image-stream (`1`) and text-stream (`2`) q/k/v and output LoRAs; per single block,
     q/k/v and the output LoRA over the concatenated attention + MLP features."""
     generator = torch.Generator().manual_seed(parts.SEED)
-    config = transformer.config  # type: ignore[attr-defined]
+    config = transformer.config
     dim = config.num_attention_heads * config.attention_head_dim
     single_in = dim + 4 * dim  # FLUX single blocks: attention + MLP (ratio 4) into proj_out
     layers: dict[str, tuple[int, int]] = {}

@@ -125,7 +125,8 @@ def test_the_uno_layout_lora_is_converted_loaded_and_scaled_per_job(
     dim = qkv_up.shape[0] // 3
     # diffusers split UNO's fused q/k/v LoRA: one shared down, the up in thirds
     assert torch.equal(
-        attention.to_q.lora_A["lora"].weight, state["double_blocks.0.processor.qkv_lora1.down.weight"]
+        attention.to_q.lora_A["lora"].weight,
+        state["double_blocks.0.processor.qkv_lora1.down.weight"],
     )
     assert torch.equal(attention.to_k.lora_B["lora"].weight, qkv_up[dim : 2 * dim])
     assert torch.equal(
@@ -203,7 +204,9 @@ def test_two_linked_adapters_load_side_by_side_and_both_act(
     store: ModelStore = tiny_models.store
     second = tmp_path / "second-lora"
     second.mkdir()
-    state = {k: v.flip(0).contiguous() for k, v in uno_lora_state(tiny_models_transformer()).items()}
+    state = {
+        k: v.flip(0).contiguous() for k, v in uno_lora_state(tiny_models_transformer()).items()
+    }
     save_file(state, str(second / LORA_FILE))
     store.publish(second, "second-lora", "1", pipeline_class="FluxLoRA")
     store.publish(

@@ -18,8 +18,8 @@ from pipelines.faces import Face, FaceAnalyzer
 from pipelines.identity.gate import IdentityMatcher, Match, run_gate, verdict
 from pipelines.multi_identity.model import image_plan
 from pipelines.multi_identity.people import (
-    FACE_SPAN,
     EYE_LINE,
+    FACE_SPAN,
     align_face,
     find_people,
     reference_side,
