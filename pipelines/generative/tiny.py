@@ -153,10 +153,7 @@ TINY_COMPONENTS: dict[str, dict[str, str]] = {
     "umo-uno": {"lora": f"umo-uno-lora@{TINY_VERSION}"},
 }
 """Further components a model links, besides its preview decoder."""
-TINY_QUANTIZE: dict[str, list[str]] = {
-    "instantid-sdxl": ["controlnet"],
-    "umo-uno": ["text_encoder_2"],  # the LoRA goes into the transformer: keep it unquantized
-}
+TINY_QUANTIZE: dict[str, list[str]] = {"instantid-sdxl": ["controlnet"]}
 """What a model's int8 variant quantizes where not its denoiser (a UNet with the face
 adapter cannot be quantized)."""
 

@@ -228,3 +228,24 @@ def test_two_linked_adapters_load_side_by_side_and_both_act(
         assert not same(both, single), "the second adapter changes the render"
     finally:
         models.clear()
+
+
+def test_the_lora_loads_onto_the_int8_weight_only_transformer(
+    tiny_models: Any, resident: Any, astronaut: Image.Image, grace_hopper: Image.Image
+) -> None:
+    int8 = ResidentModels(
+        tiny_models.store, "a10", "cpu", budget_gb=8, preferred={"final": ["int8"]}
+    )
+    try:
+        gate_off = {"min_identity": 0}
+        quantized = run(astronaut, [grace_hopper], gate_off, int8, seed=4)
+        full = run(astronaut, [grace_hopper], gate_off, resident, seed=4)
+        assert quantized.info["variant"] == "int8" and quantized.info["adapters"] == ["lora"]
+        assert quantized.size == full.size and not same(quantized, full)
+        to_q = int8.get("umo-uno").pipe.transformer.transformer_blocks[0].attn.to_q
+        assert "Int8" in type(to_q.get_base_layer().weight).__name__, "int8 base weights"
+        assert to_q.lora_A["lora"].weight.dtype == torch.bfloat16, "the LoRA on top"
+        off = run(astronaut, [grace_hopper], {**gate_off, "lora_scale": 0}, int8, seed=4)
+        assert not same(quantized, off), "the adapter acts on the quantized layers"
+    finally:
+        int8.clear()
