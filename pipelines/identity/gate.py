@@ -231,10 +231,14 @@ def verdict(result: GateResult, on_mismatch: str, labels: Sequence[str] = ()) ->
     count = len(result.attempts)
     renders = f"{count} render{'s' if count > 1 else ''}"
     if all(a.match.faces == 0 for a in result.attempts):
+        hint = (
+            "Describe a portrait in the prompt, raise control_strength,"
+            if people == 1
+            else "Describe each person in the prompt,"
+        )
         raise FaceNotFound(
             f"no face was found in any of {renders} ({tried}), so the identity could not "
-            "be checked. Describe the people in the prompt, or set on_mismatch='best' to "
-            "get the render anyway."
+            f"be checked. {hint} or set on_mismatch='best' to get the render anyway."
         )
     if people == 1:
         raise InputInvalid(
