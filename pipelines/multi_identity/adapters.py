@@ -36,16 +36,6 @@ def adapter_roles(components: Mapping[str, Any]) -> list[str]:
     )
 
 
-def adapted_layers(converted: Mapping[str, Any]) -> set[str]:
-    """The transformer layers a diffusers-format LoRA state dict adapts."""
-    prefix = "transformer."
-    return {
-        key.removeprefix(prefix).split(".lora_A")[0]
-        for key in converted
-        if key.startswith(prefix) and ".lora_A" in key
-    }
-
-
 def linear_shapes(transformer: Any) -> dict[str, tuple[int, int]]:
     """(in, out) features of every linear layer, by module path (a layer an adapter
     already wraps under its own path)."""
@@ -56,29 +46,33 @@ def linear_shapes(transformer: Any) -> dict[str, tuple[int, int]]:
     }
 
 
-def misfits(
-    transformer: Any, name: str, expected: set[str], before: dict[str, tuple[int, int]]
-) -> list[str]:
-    """What is wrong with adapter `name` once loaded: layers its file names that the
-    transformer lacks, and low-rank weights whose shapes do not fit the layer as it was
-    (`before`). PEFT only warns about the first; for the second diffusers widens the
-    layer (meant for FLUX Control LoRAs), which breaks the model at the next render."""
-    problems = []
-    loaded = set()
-    for path, module in transformer.named_modules():
-        lora_a = getattr(module, "lora_A", None)
-        if lora_a is None or name not in lora_a:
+def misfits(converted: Mapping[str, Any], shapes: Mapping[str, tuple[int, int]]) -> list[str]:
+    """Why a diffusers-format LoRA state dict does not fit a transformer whose linear
+    layers have `shapes` (`linear_shapes`): layers it names that are not there, and
+    low-rank weights whose sides differ from their layer's. Checked before loading, as
+    PEFT only warns about the first, and for the second diffusers widens the layer
+    (meant for FLUX Control LoRAs), which breaks the model at its next render."""
+    missing, wrong, adapted = set(), [], 0
+    for key, tensor in converted.items():
+        if not key.startswith("transformer.") or ".lora_" not in key:
             continue
-        loaded.add(path)
-        down, up = lora_a[name].weight, module.lora_B[name].weight
-        fits = before.get(path, (-1, -1))
-        if (down.shape[1], up.shape[0]) != fits:
-            problems.append(
-                f"{path} is {fits[0]}->{fits[1]}, the adapter's {down.shape[1]}->{up.shape[0]}"
-            )
-    missing = sorted(expected - loaded)
+        path, _, kind = key.removeprefix("transformer.").rpartition(".lora_")
+        if path not in shapes:
+            missing.add(path)
+            continue
+        adapted += kind.startswith("A")
+        side, expected = (
+            (tensor.shape[1], shapes[path][0])
+            if kind.startswith("A")
+            else (tensor.shape[0], shapes[path][1])
+        )
+        if side != expected:
+            wrong.append(f"{path} takes {expected} features where the adapter has {side}")
+    problems = wrong[:3]
     if missing:
-        problems.append(f"{len(missing)} layers are not in this transformer, e.g. {missing[0]}")
+        problems.append(f"{len(missing)} layers are not in this transformer, e.g. {min(missing)}")
+    if not adapted and not problems:
+        problems.append("it adapts no layer of the transformer")
     return problems
 
 
@@ -96,15 +90,12 @@ def load_adapter(pipe: Any, local: LocalModel, name: str) -> None:
     try:
         converted = pipe.lora_state_dict(state)  # UNO/XLabs, kohya ... -> diffusers keys
         converted = converted[0] if isinstance(converted, tuple) else converted
-        expected = adapted_layers(converted)
-        before = linear_shapes(pipe.transformer)
-        pipe.load_lora_weights(converted, adapter_name=name)
-        problems = misfits(pipe.transformer, name, expected, before) if expected else ["no layer"]
+        problems = misfits(converted, linear_shapes(pipe.transformer))
+        if not problems:
+            pipe.load_lora_weights(converted, adapter_name=name)
     except (ValueError, KeyError, RuntimeError) as exc:
         problems = [str(exc)]
     if problems:
-        if name in getattr(pipe.transformer, "peft_config", {}):
-            pipe.delete_adapters(name)
         raise ModelUnavailable(
             f"LoRA {ref} does not load into this FLUX transformer ({'; '.join(problems)}); "
             "publish an adapter trained for this base model, in the diffusers, kohya or "

@@ -5,11 +5,15 @@ aligned; UNO's rotary offsets; image sizes."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
 pytest.importorskip("diffusers")
+
+import torch
 
 from jobs.errors import FaceNotFound, InputInvalid, SchemaError
 from jobs.ops import get_op
@@ -240,3 +244,47 @@ def test_params_validate_at_the_boundary() -> None:
         get_op("multi_identity").validate({"prompt": "x", "aspect_ratio": "5:1"})
     with pytest.raises(SchemaError, match="negative_prompt"):
         get_op("multi_identity").validate({"prompt": "x", "negative_prompt": "blur"})
+
+
+# -- LoRA layout -------------------------------------------------------------------------
+
+FLUX_DEV: dict[str, Any] = {
+    "num_layers": 19,
+    "num_single_layers": 38,
+    "attention_head_dim": 128,
+    "num_attention_heads": 24,
+    "joint_attention_dim": 4096,
+    "pooled_projection_dim": 768,
+    "in_channels": 64,
+    "guidance_embeds": True,
+    "axes_dims_rope": (16, 56, 56),
+}
+
+
+def test_a_uno_layout_lora_at_flux_dev_size_lands_on_flux_dev_layers() -> None:
+    """UNO's / UMO's published layout, at FLUX.1-dev's geometry (19 double and 38 single
+    blocks, 3072 wide; rank 4 here, 512 in the real files), converted by diffusers and
+    checked against a FLUX.1-dev transformer built without memory (meta device)."""
+    from diffusers import FluxTransformer2DModel
+
+    from pipelines.generative import tiny_parts
+    from pipelines.multi_identity.adapters import linear_shapes, misfits
+    from pipelines.multi_identity.diffusion import FluxUNOPipeline
+    from pipelines.multi_identity.tiny import uno_lora_state
+
+    with torch.device("meta"):
+        flux_dev = FluxTransformer2DModel(**FLUX_DEV)
+    state = uno_lora_state(flux_dev)
+    assert state["single_blocks.37.processor.proj_lora.down.weight"].shape == (4, 15360)
+    converted = FluxUNOPipeline.lora_state_dict(dict(state))
+    assert misfits(converted, linear_shapes(flux_dev)) == []
+    layers = {k.rsplit(".lora_", 1)[0] for k in converted}
+    assert len(layers) == 19 * 8 + 38 * 4, "q, k, v, out of both streams; q, k, v, proj_out"
+    assert "transformer.single_transformer_blocks.37.proj_out" in layers
+
+    tiny = tiny_parts.flux_transformer(tiny_parts.FLUX_LATENT_CHANNELS * 4)
+    too_big = misfits(converted, linear_shapes(tiny))
+    assert any("takes 32 features where the adapter has 3072" in p for p in too_big)
+    assert any("layers are not in this transformer" in p for p in too_big)
+    too_small = FluxUNOPipeline.lora_state_dict(uno_lora_state(tiny))
+    assert any("where the adapter has 32" in p for p in misfits(too_small, linear_shapes(flux_dev)))
