@@ -6,12 +6,14 @@ UNO's code inherits: `double_blocks.N.processor.{qkv,proj}_lora{1,2}.{down,up}.w
 and `single_blocks.N.processor.{qkv,proj}_lora.{down,up}.weight`, with fused q/k/v.
 diffusers' `FluxLoraLoaderMixin.lora_state_dict` recognises that layout and converts
 it (`_convert_xlabs_flux_lora_to_diffusers`: splits q/k/v, renames to the diffusers
-transformer), so we read the file with safetensors and hand the dict to
-`load_lora_weights`; nothing is unpickled and no key is renamed by hand.
+transformer). We read the file with safetensors, let diffusers convert it, check
+that every converted weight fits a layer of this transformer (`misfits`), then hand it
+to `load_lora_weights`; nothing is unpickled and no key is renamed by hand.
 
 A manifest links adapters as components whose role is `lora` or `lora_<name>`, each
 a published folder with exactly one `.safetensors` file; they are loaded in role
-order and all active at once (UMO's adapter is trained on top of UNO's).
+order and all active at once. UMO's demo loads `UMO_UNO.safetensors` over UNO's LoRA
+of the same rank (512), replacing it: a UMO model links UMO's file alone as `lora`.
 """
 
 from __future__ import annotations
