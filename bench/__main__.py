@@ -20,6 +20,7 @@ CPU = {
     "portrait": "face analysis, skin_smooth, remove_background, portrait_retouch",
     "models": "cold load vs warm call; resident cache under a mixed stream",
     "identity": "identity_portrait per stage at tiny size",
+    "multi_identity": "multi_identity per stage at tiny size, two people",
     "autoscale_sim": "autoscaler vs static pools on a synthetic day",
     "faults": "SIGKILL, Redis restart and S3 outage under load",
     "hosted": "hosted tier overhead and throughput against the Gemini stand-in",

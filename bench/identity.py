@@ -35,7 +35,7 @@ from model_store import ModelStore
 from pipelines.base import OpContext
 from pipelines.generative.tiny import make_tiny, publish_tiny
 from pipelines.identity import IdentityPortrait, identity_portrait
-from pipelines.identity.gate import IdentityScorer
+from pipelines.identity.gate import IdentityMatcher
 from pipelines.identity.subject import find_subject
 from pipelines.portrait.nets import face_analyzer
 from samples.photos import load_photo
@@ -77,7 +77,7 @@ def measure(args: argparse.Namespace, root: Path) -> list[tuple[str, str]]:
     ctx = OpContext(seed=1, models=models)
     plan, inputs = pipeline.prepare(subject, params, ctx)
     render = pipeline.render(ctx, plan, params.steps, **inputs)
-    scorer = IdentityScorer(analyzer, subject.sface_embeddings())
+    scorer = IdentityMatcher(analyzer, [subject.sface_embeddings()])
     face_render = photo.resize(render.size)
 
     def op(**extra: Any) -> None:

@@ -5,7 +5,14 @@ The producer validates steps against it at the boundary; routing reads the needs
 module here, so a recipe validates without importing torch.
 """
 
-from jobs.ops import classic, generative, hosted, identity, portrait  # noqa: F401  (each registers its family)
+from jobs.ops import (  # noqa: F401  (each registers its family)
+    classic,
+    generative,
+    hosted,
+    identity,
+    multi_identity,
+    portrait,
+)
 from jobs.ops.base import (
     CATALOGUE,
     CPU,

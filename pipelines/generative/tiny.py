@@ -30,6 +30,7 @@ from diffusers import (
 from model_store import Manifest, ModelStore, VariantSpec
 from pipelines.generative import tiny_parts as parts
 from pipelines.identity import tiny as identity
+from pipelines.multi_identity import tiny as multi_identity
 
 TINY_VERSION = "tiny"
 ALIAS = "stable"
@@ -136,6 +137,8 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "taesdxl": identity.taesdxl,
     "arcface-antelopev2": identity.arcface,
     "instantid-sdxl": identity.instantid_sdxl,
+    "umo-uno-lora": multi_identity.uno_lora,
+    "umo-uno": multi_identity.uno,
 }
 TINY_DECODERS: dict[str, str] = {
     "kontext": "taef1",
@@ -143,9 +146,11 @@ TINY_DECODERS: dict[str, str] = {
     "ip2p": "taesd",
     "sd-inpaint": "taesd",
     "instantid-sdxl": "taesdxl",
+    "umo-uno": "taef1",
 }
 TINY_COMPONENTS: dict[str, dict[str, str]] = {
     "instantid-sdxl": {"face_encoder": f"arcface-antelopev2@{TINY_VERSION}"},
+    "umo-uno": {"lora": f"umo-uno-lora@{TINY_VERSION}"},
 }
 """Further components a model links, besides its preview decoder."""
 TINY_QUANTIZE: dict[str, list[str]] = {"instantid-sdxl": ["controlnet"]}

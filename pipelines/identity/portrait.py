@@ -28,7 +28,7 @@ from pipelines.generative.base import EditPipeline
 from pipelines.generative.denoise import job_seed
 from pipelines.generative.sizing import SizePlan, lane_side, lane_steps
 from pipelines.identity.diffusion import StableDiffusionXLInstantIDPipeline
-from pipelines.identity.gate import IdentityScorer, attempt_seeds, run_gate, verdict
+from pipelines.identity.gate import IdentityMatcher, attempt_seeds, run_gate, verdict
 from pipelines.identity.keypoints import draw_keypoints, map_keypoints
 from pipelines.identity.layout import FACE_ENCODER, IP_ADAPTER_FILE, IP_ADAPTER_FOLDER
 from pipelines.identity.subject import Subject, average_embeddings, find_subject
@@ -180,8 +180,9 @@ class IdentityPortrait(EditPipeline):
         def render(seed: int) -> Image.Image:
             return self._attempt(ctx, seeds.index(seed), seeds, plan, params, inputs)
 
-        scorer = IdentityScorer(face_analyzer(), subject.sface_embeddings())
-        result = run_gate(render, scorer, seeds, params.min_identity)
+        # one person, however many photos of them: the best-matching face in the render
+        matcher = IdentityMatcher(face_analyzer(), [subject.sface_embeddings()])
+        result = run_gate(render, matcher, seeds, params.min_identity)
         chosen = verdict(result, params.on_mismatch)
         ctx.info.update(result.as_info(chosen), identity_checked=True)
         return result.images[chosen]

@@ -18,7 +18,8 @@ from pipelines.faces import Face, FaceAnalyzer
 from pipelines.identity.gate import (
     MAX_SEED,
     GateResult,
-    IdentityScorer,
+    IdentityMatcher,
+    Match,
     attempt_seeds,
     run_gate,
     verdict,
@@ -157,8 +158,9 @@ def fake_gate(scores: list[float | None], threshold: float = 0.363) -> tuple[lis
         image.info["seed"] = seed
         return image
 
-    def score(image: Image.Image) -> float | None:
-        return scores[int(image.info["seed"])]
+    def score(image: Image.Image) -> Match:
+        found = scores[int(image.info["seed"])]
+        return Match.from_similarity(np.array([[] if found is None else [found]]))
 
     result = run_gate(render, score, [0, 1, 2], threshold)
     return rendered, result
@@ -190,7 +192,7 @@ def test_sface_scores_real_photos_standing_in_for_renders(
     astronaut: Image.Image, coffee: Image.Image, grace_hopper: Image.Image, analyzer: FaceAnalyzer
 ) -> None:
     reference = find_subject(astronaut, [], params(), analyzer)
-    scorer = IdentityScorer(analyzer, reference.sface_embeddings())
+    scorer = IdentityMatcher(analyzer, [reference.sface_embeddings()])
     renders = {11: grace_hopper, 12: coffee, 13: ImageOps.mirror(astronaut).resize((300, 300))}
     result = run_gate(renders.__getitem__, scorer, [11, 12, 13], 0.363)
     scores = [a.score for a in result.attempts]
