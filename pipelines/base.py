@@ -15,6 +15,7 @@ from typing import Any
 from PIL import Image
 
 from jobs.schema import Lane
+from storage.deep import DeepImage
 
 
 def _no_progress(fraction: float) -> None:
@@ -47,5 +48,8 @@ class OpContext:
         return self.lane is Lane.PREVIEW
 
 
+AnyImage = Image.Image | DeepImage
 Op = Callable[[Image.Image, Any, OpContext], Image.Image]
+DeepOp = Callable[[AnyImage, Any, OpContext], AnyImage]
+"""An op that also takes and returns 16-bit `DeepImage`s (the classic family)."""
 OpTable = dict[str, Op]

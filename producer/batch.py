@@ -132,10 +132,16 @@ def derive_batch_name(
 ) -> str:
     """A readable name that is the same whenever the same thing is submitted again."""
     fingerprint = _digest(
-        list(sources), recipe.digest(), Lane(mode).value, out, output.model_dump(exclude={"key"})
+        list(sources), recipe.digest(), Lane(mode).value, out, _spec_identity(output)
     )
     slug = _slug(recipe.name or "") or (_slug(sources[0]) if sources else "") or "batch"
     return f"{slug}-{fingerprint[:10]}"
+
+
+def _spec_identity(output: OutputSpec) -> dict[str, object]:
+    """The output spec as it names a batch; fields added later count only when set."""
+    later = {"metadata", "bit_depth", "frames"}
+    return output.model_dump(exclude={"key"} | {f for f in later if getattr(output, f) is None})
 
 
 def job_id_for(batch: str, item: SourceItem, digest: str, mode: Lane, output: OutputSpec) -> str:

@@ -18,7 +18,9 @@ from jobs.settings import Settings
 from pipelines.base import OpContext
 from pipelines.registry import implementation
 from storage import open_location, read_uri
-from storage.images import CONTENT_TYPES, decode_image, encode_image
+from storage.deep import DeepImage, as_pil
+from storage.images import CONTENT_TYPES, Picture, decode_picture, encode_frames, encode_image
+from workers.frames import chosen_frames, prepared_for, with_input_alpha
 
 
 @dataclass
@@ -52,9 +54,15 @@ class Hooks:
 
 
 def load_input(uri: str, settings: Settings) -> Image.Image:
+    """The first frame of an extra input (a mask, a reference face) as 8-bit PIL."""
+    return as_pil(load_picture(uri, settings).frames[0])
+
+
+def load_picture(uri: str, settings: Settings) -> Picture:
+    """Every frame of the job's input, at its depth, with its metadata."""
     data = read_uri(uri, settings)
     try:
-        return decode_image(data, settings)
+        return decode_picture(data, settings)
     except JobError as exc:  # say which input, as a batch has thousands
         name = uri.rstrip("/").rsplit("/", 1)[-1]
         raise type(exc)(f"{name}: {exc.message}") from None
@@ -77,18 +85,60 @@ def _step_progress(hooks: Hooks, index: int, count: int) -> Callable[[float], No
 def render(job: Job, settings: Settings, hooks: Hooks) -> RenderResult:
     timings: dict[str, float] = {}
     started = time.perf_counter()
+    info: dict[str, Any] = {}
 
-    # 1. fetch and check the inputs
-    image = load_input(job.input, settings)
+    # 1. fetch and check the inputs; choose the frames (pages, animation) to render
+    picture = load_picture(job.input, settings)
     extras = [load_input(uri, settings) for uri in job.extra_inputs]
+    frames = chosen_frames(picture, job, info)
+    info.update({"metadata_" + str(i): note for i, note in enumerate(picture.metadata.notes)})
     timings["input_s"] = time.perf_counter() - started
     storage, prefix = open_location(job.output.uri or settings.output, settings)
 
-    # 2. run the steps, in order, checking for cancellation between them
-    steps = job.recipe.steps
+    # 2. run the steps on every frame, in order, checking for cancellation between them
     loaded_before = hooks.model_load_seconds()
-    info: dict[str, Any] = {}
+    rendered = [
+        _run_steps(job, frame, extras, hooks, info, timings, (n, len(frames)), storage, prefix)
+        for n, frame in enumerate(frames)
+    ]
+    timings["model_load_s"] = hooks.model_load_seconds() - loaded_before
+
+    # 3. encode and write under the job's deterministic key (a redelivery overwrites)
+    if any(image.width < 1 or image.height < 1 for image in rendered):
+        raise InputInvalid("the recipe produced an empty image")
+    write_started = time.perf_counter()
+    outputs = _write(job, picture, rendered, storage, prefix)
+    if len(outputs) > 1:
+        info["outputs"] = outputs
+    timings["output_s"] = time.perf_counter() - write_started
+    timings["total_s"] = time.perf_counter() - started
+    return RenderResult(
+        output=outputs[0],
+        width=rendered[0].width,
+        height=rendered[0].height,
+        timings=timings,
+        info=info,
+        steps=[s.op for s in job.recipe.steps],
+    )
+
+
+def _run_steps(
+    job: Job,
+    image: Any,
+    extras: list[Image.Image],
+    hooks: Hooks,
+    info: dict[str, Any],
+    timings: dict[str, float],
+    frame: tuple[int, int],
+    storage: Any,
+    prefix: str,
+) -> Any:
+    """One frame through the recipe; progress counts frames x steps."""
+    steps = job.recipe.steps
+    index_of_frame, frames = frame
+    total = len(steps) * frames
     for index, step in enumerate(steps):
+        at = index_of_frame * len(steps) + index
         if hooks.canceled():
             raise JobCanceled(f"canceled before step {index + 1} ({step.op})")
         step_started = time.perf_counter()
@@ -97,37 +147,42 @@ def render(job: Job, settings: Settings, hooks: Hooks) -> RenderResult:
             seed=job.seed,
             extra_inputs=extras,
             models=hooks.models,
-            progress=_step_progress(hooks, index, len(steps)),
+            progress=_step_progress(hooks, at, total),
             should_stop=hooks.canceled,
         )
-        image = implementation(step.op)(image, step.typed_params(), ctx)
-        if not isinstance(image, Image.Image):
+        given = prepared_for(step.op, image, info)
+        edited = implementation(step.op)(given, step.typed_params(), ctx)
+        image = with_input_alpha(step.op, given, edited)
+        if not isinstance(image, Image.Image | DeepImage):
             raise TypeError(f"op {step.op} returned {type(image).__name__}, not an image")
         info.update({f"{step.op}.{k}": v for k, v in ctx.info.items()})
-        timings[f"step{index}_{step.op}_s"] = time.perf_counter() - step_started
-        hooks.progress((index + 1) / len(steps))
-        if job.output.keep_steps:
+        key = f"step{index}_{step.op}_s"
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - step_started
+        hooks.progress((at + 1) / total)
+        if job.output.keep_steps and index_of_frame == 0:  # steps of the first frame
             storage.put(
                 output_key(job, prefix, f".steps/{index:02d}-{step.op}"),
                 encode_image(image, job.output),
                 CONTENT_TYPES[job.output.format],
             )
+    return image
 
-    timings["model_load_s"] = hooks.model_load_seconds() - loaded_before
 
-    # 3. encode and write under the job's deterministic key (a redelivery overwrites)
-    if image.width < 1 or image.height < 1:
-        raise InputInvalid("the recipe produced an empty image")
-    write_started = time.perf_counter()
-    encoded = encode_image(image, job.output, fast=job.mode is Lane.PREVIEW)
-    uri = storage.put(output_key(job, prefix), encoded, CONTENT_TYPES[job.output.format])
-    timings["output_s"] = time.perf_counter() - write_started
-    timings["total_s"] = time.perf_counter() - started
-    return RenderResult(
-        output=uri,
-        width=image.width,
-        height=image.height,
-        timings=timings,
-        info=info,
-        steps=[s.op for s in steps],
+def _write(job: Job, picture: Picture, rendered: list[Any], storage: Any, prefix: str) -> list[str]:
+    """Write the output file(s): one holding every frame where the format can, else one
+    per frame (`<key>.p2`, `<key>.p3`, ...); returns their URIs, the first first."""
+    spec = job.output
+    animated = picture.animated and len(rendered) > 1
+    files = encode_frames(
+        rendered,
+        spec,
+        fast=job.mode is Lane.PREVIEW,
+        metadata=picture.metadata,
+        durations=picture.durations if animated else (),
+        loop=picture.loop if animated else None,
     )
+    content_type = CONTENT_TYPES[spec.format]
+    return [
+        storage.put(output_key(job, prefix, f".p{n + 1}" if n else ""), data, content_type)
+        for n, data in enumerate(files)
+    ]

@@ -1,0 +1,309 @@
+"""Checked decoding of an input into a `Picture`: every frame, its depth and its metadata.
+
+`decode_picture` is a numbered recipe that refuses bad input before paying for it: the
+format is judged by content (Pillow's own header reading), the size by the header, and
+only then are pixels decoded. Each frame comes out upright and in a working form:
+
+- 8-bit: PIL 'RGB' (CMYK, YCbCr, LAB, palette converted; an embedded ICC profile
+  applied, so the pixels are sRGB), 'RGBA' only when alpha carries information, 'L'
+  for greyscale;
+- 16-bit PNG and TIFF: a `DeepImage` (uint16), read with OpenCV because PIL has no
+  16-bit colour mode; its ICC profile is kept, not applied.
+
+Multi-page TIFFs give every page, animated GIF/WebP/PNG every frame with its duration;
+an MPO (a phone's stereo or depth pair) and a HEIF collection give their primary image.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
+
+import cv2
+import numpy as np
+from PIL import Image, ImageCms, ImageOps
+
+from jobs.errors import InputInvalid, InputTooLarge
+from storage.deep import DeepImage, working_deep
+from storage.formats import apply_limits, register_decoders
+from storage.metadata import ORIENTATION, Metadata, read_metadata, srgb_tagged
+from storage.sniff import UNKNOWN, opener, sniff
+
+if TYPE_CHECKING:
+    from jobs.settings import Settings
+
+Frame = Image.Image | DeepImage
+ACCEPTED = "JPEG, PNG, WebP, TIFF, BMP, GIF, AVIF or HEIC"
+ANIMATED = ("GIF", "WEBP", "PNG")  # formats whose frames are an animation
+PAGED = ("TIFF",)  # formats whose frames are pages of a document
+T = TypeVar("T")
+_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+@dataclass
+class Picture:
+    """A decoded input.
+
+    frames: one or more images of one size and mode ('RGB', 'RGBA' or 'L'), all PIL
+        8-bit or all `DeepImage` 16-bit.
+    durations: milliseconds each frame shows, for animations; empty otherwise.
+    loop: how often an animation repeats (0: forever); None for stills and pages.
+    pages: True when the frames are pages of a document (multi-page TIFF).
+    metadata: what the output keeps by default (see `storage.metadata`).
+    format: Pillow's name of the input format ('JPEG', 'TIFF', ...).
+    """
+
+    frames: list[Frame]
+    metadata: Metadata = field(default_factory=Metadata)
+    durations: list[int] = field(default_factory=list)
+    loop: int | None = None
+    pages: bool = False
+    format: str = ""
+
+    @property
+    def deep(self) -> bool:
+        return isinstance(self.frames[0], DeepImage)
+
+    @property
+    def animated(self) -> bool:
+        return len(self.frames) > 1 and not self.pages
+
+
+def decode_picture(data: bytes, settings: Settings, *, name: str | None = None) -> Picture:
+    """Every frame of `data`, checked and in working form, or a `JobError` saying why not.
+
+    `name` (a file name, if known) only makes messages clearer ("text file named
+    a.png is not an image"); it never decides the format.
+
+    Raises:
+        InputInvalid: empty, not an image, unsupported, truncated or corrupt.
+        InputTooLarge: over `settings.max_input_pixels` (all frames together).
+    """
+    # 1. what the bytes are, by content, under the configured limits
+    if not data:
+        raise InputInvalid(_called("empty file", name))
+    apply_limits(settings)
+    register_decoders()
+    sniffed = sniff(data)
+    if not sniffed.supported:
+        raise InputInvalid(unsupported_message(sniffed.kind, name, data))
+    kind = sniffed.kind
+    # 2. the size the header claims, before any pixel is decoded
+    if sniffed.size is not None:
+        check_size(*sniffed.size, settings)
+    image = _guarded(lambda: Image.open(io.BytesIO(data), formats=[opener(kind)]), kind)
+    count = _frame_count(image, kind)
+    check_size(*image.size, settings, frames=count)
+    # 3. the first frame's pixels, its metadata, then every frame in working form
+    deep = _is_16bit(image)  # before load(), which empties the tile list it reads
+    _guarded(image.load, kind)
+    metadata = read_metadata(image)
+    if deep:
+        frames: list[Frame] = _deep_frames(data, image, count, kind)
+    else:
+        frames = _frames(image, count, kind)
+        metadata = srgb_tagged(metadata) if metadata.icc else metadata
+    return Picture(
+        frames=_same_mode(frames),
+        metadata=metadata,
+        durations=_durations(image, count) if kind in ANIMATED and count > 1 else [],
+        loop=int(image.info.get("loop", 0)) if kind in ANIMATED and count > 1 else None,
+        pages=kind in PAGED and count > 1,
+        format=kind,
+    )
+
+
+def check_size(width: int, height: int, settings: Settings, *, frames: int = 1) -> None:
+    """Refuse images over `max_input_pixels` (all frames) or with a side under `min_input_side`.
+
+    Raises:
+        InputTooLarge: width x height x frames over the limit.
+        InputInvalid: a side shorter than `settings.min_input_side`.
+    """
+    pixels = width * height * frames
+    if pixels > settings.max_input_pixels:
+        of = f" x {frames} frames" if frames > 1 else ""
+        raise InputTooLarge(
+            f"{width}x{height}{of} image has {pixels / 1e6:.1f} megapixels; "
+            f"the limit is {settings.max_input_pixels / 1e6:.1f}"
+        )
+    if min(width, height) < settings.min_input_side:
+        raise InputInvalid(
+            f"{width}x{height} image is too small; minimum side is {settings.min_input_side} px"
+        )
+
+
+def _called(kind: str, name: str | None) -> str:
+    return f"{kind} named {name}" if name else kind
+
+
+def unsupported_message(kind: str, name: str | None, data: bytes) -> str:
+    """Why `data` (identified as `kind`) is refused, and what to send instead."""
+    if kind.endswith("image") or kind == "SVG drawing":
+        return f"{_called(kind, name)} is not a supported format; convert it to {ACCEPTED}"
+    first = f" (first bytes: {data[:8].hex(' ')})" if kind == UNKNOWN else ""
+    return f"{_called(kind, name)} is not an image{first}; expected {ACCEPTED}"
+
+
+def _guarded(read: Callable[[], T], kind: str) -> T:
+    """Run a Pillow read, turning its zoo of exceptions into one `JobError`."""
+    try:
+        with warnings.catch_warnings():
+            # above the limit Pillow warns; darkroom's own check refuses it just after
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return read()
+    except Image.DecompressionBombError as exc:
+        raise InputTooLarge(f"{kind} image is too large to decode safely: {exc}") from None
+    except MemoryError:
+        raise
+    except InputInvalid:
+        raise
+    # Pillow's plugins raise OSError, SyntaxError, struct.error, ValueError, ...
+    except Exception as exc:
+        raise InputInvalid(f"truncated or corrupt {kind}: {exc}") from None
+
+
+def _frame_count(image: Image.Image, kind: str) -> int:
+    if kind not in ANIMATED and kind not in PAGED:
+        return 1  # MPO, HEIF: the primary image
+    return max(1, int(getattr(image, "n_frames", 1)))
+
+
+def _durations(image: Image.Image, count: int) -> list[int]:
+    out = []
+    for index in range(count):
+        image.seek(index)
+        out.append(int(image.info.get("duration", 100) or 100))
+    image.seek(0)
+    return out
+
+
+def _frames(image: Image.Image, count: int, kind: str) -> list[Frame]:
+    frames: list[Frame] = []
+    for index in range(count):
+        _guarded(lambda i=index: _load_frame(image, i), kind)  # type: ignore[misc]
+        frames.append(_normalized(image, kind))
+    return frames
+
+
+def _load_frame(image: Image.Image, index: int) -> None:
+    image.seek(index)
+    image.load()
+
+
+def _normalized(image: Image.Image, kind: str) -> Image.Image:
+    icc = image.info.get("icc_profile")
+    try:
+        upright = ImageOps.exif_transpose(image)  # always a new image
+    except Exception as exc:
+        raise InputInvalid(f"corrupt EXIF data in {kind}: {exc}") from None
+    if icc:
+        upright = _to_srgb(upright, icc)
+    working = working_mode(upright)
+    if working is upright:
+        working = working.copy()
+    working.info.clear()  # metadata travels in `Picture.metadata`, not on the pixels
+    return working
+
+
+def _to_srgb(image: Image.Image, icc: bytes) -> Image.Image:
+    """Apply an embedded colour profile, so Display P3 or Adobe RGB pixels become sRGB."""
+    if image.mode not in ("RGB", "RGBA", "CMYK"):
+        return image
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if "srgb" in (ImageCms.getProfileDescription(profile) or "").lower():
+            return image  # already sRGB: the transform would be a costly no-op
+        mode = "RGBA" if image.mode == "RGBA" else "RGB"
+        converted = ImageCms.profileToProfile(image, profile, _SRGB, outputMode=mode)
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        # A broken profile cannot be applied; viewers show such pixels as they are.
+        return image
+    return converted if converted is not None else image
+
+
+def working_mode(image: Image.Image) -> Image.Image:
+    """`image` in 'RGB', 'RGBA' or 'L' (see the module docstring); itself if already so."""
+    mode = image.mode
+    if mode in ("RGB", "L"):
+        return image
+    if mode in ("1",):
+        return image.convert("L")
+    if mode.startswith("I") or mode == "F":
+        return _grey_8bit(image)
+    if mode in ("RGBA", "RGBa", "LA", "La", "PA") or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        if _has_transparency(rgba):
+            return rgba
+        return image.convert("L") if mode in ("LA", "La") else rgba.convert("RGB")
+    return image.convert("RGB")
+
+
+def _grey_8bit(image: Image.Image) -> Image.Image:
+    if image.mode == "F":
+        return image.convert("L")
+    wide = image if image.mode == "I" else image.convert("I")
+    # 16-bit samples: keep the top 8 bits instead of clipping everything above 255.
+    return wide.point(lambda value: value * (1 / 256)).convert("L")
+
+
+def _has_transparency(rgba: Image.Image) -> bool:
+    low = rgba.getchannel("A").getextrema()[0]
+    return isinstance(low, int) and low < 255
+
+
+def _same_mode(frames: list[Frame]) -> list[Frame]:
+    """Frames of one animation in one mode: RGBA for all if any frame is transparent."""
+    modes = {frame.mode for frame in frames}
+    if len(modes) == 1 or isinstance(frames[0], DeepImage):
+        return frames
+    target = "RGBA" if "RGBA" in modes else "RGB"
+    return [f.convert(target) if isinstance(f, Image.Image) else f for f in frames]
+
+
+# --- 16-bit PNG and TIFF --------------------------------------------------------------
+
+
+def _is_16bit(image: Image.Image) -> bool:
+    """True for PNG and TIFF files with 16-bit samples (PIL would cut them to 8 bits)."""
+    if image.format not in ("PNG", "TIFF") or image.mode in ("I", "F"):
+        return False
+    if image.mode.startswith("I;16"):
+        return True
+    tile = getattr(image, "tile", None)
+    raw = tile[0].args if tile else None
+    rawmode = raw[0] if isinstance(raw, tuple) else raw
+    return isinstance(rawmode, str) and ";16" in rawmode
+
+
+def _deep_frames(data: bytes, image: Image.Image, count: int, kind: str) -> list[Frame]:
+    buffer = np.frombuffer(data, np.uint8)
+    if count > 1:
+        ok, arrays = cv2.imdecodemulti(buffer, cv2.IMREAD_UNCHANGED)
+        decoded = list(arrays) if ok else []
+    else:
+        one = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+        decoded = [one] if one is not None else []
+    if not decoded or any(a.dtype != np.uint16 for a in decoded):
+        raise InputInvalid(f"truncated or corrupt 16-bit {kind}: OpenCV could not decode it")
+    orientation = int(image.getexif().get(ORIENTATION, 1) or 1)
+    return [working_deep(_upright(_rgb_order(a), orientation)) for a in decoded]
+
+
+def _rgb_order(array: np.ndarray) -> np.ndarray:
+    """OpenCV's BGR(A) channel order as RGB(A)."""
+    if array.ndim == 3 and array.shape[2] in (3, 4):
+        return np.ascontiguousarray(array[..., [2, 1, 0, *([3] if array.shape[2] == 4 else [])]])
+    return array
+
+
+def _upright(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1-8) to an H x W (x C) array."""
+    if orientation in (5, 6, 7, 8):
+        array = np.rot90(array, k=-1 if orientation in (5, 6) else 1)
+        orientation = {5: 2, 6: 1, 7: 2, 8: 1}[orientation]
+    flips = {2: array[:, ::-1], 3: array[::-1, ::-1], 4: array[::-1]}
+    return np.ascontiguousarray(flips.get(orientation, array))
