@@ -201,7 +201,7 @@ def _normalized(image: Image.Image, kind: str) -> Image.Image:
     except Exception as exc:
         raise InputInvalid(f"corrupt EXIF data in {kind}: {exc}") from None
     if icc:
-        upright = _to_srgb(upright, icc)
+        upright = to_srgb(upright, icc)
     working = working_mode(upright)
     if working is upright:
         working = working.copy()
@@ -209,7 +209,7 @@ def _normalized(image: Image.Image, kind: str) -> Image.Image:
     return working
 
 
-def _to_srgb(image: Image.Image, icc: bytes) -> Image.Image:
+def to_srgb(image: Image.Image, icc: bytes) -> Image.Image:
     """Apply an embedded colour profile, so Display P3 or Adobe RGB pixels become sRGB."""
     if image.mode not in ("RGB", "RGBA", "CMYK"):
         return image
