@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 Frame = Image.Image | DeepImage
 ACCEPTED = "JPEG, PNG, WebP, TIFF, BMP, GIF, AVIF or HEIC"
+DEFAULT_DURATION_MS = 100  # a frame that gives no duration: what browsers show it for
 ANIMATED = ("GIF", "WEBP", "PNG")  # formats whose frames are an animation
 PAGED = ("TIFF",)  # formats whose frames are pages of a document
 T = TypeVar("T")
@@ -101,17 +102,20 @@ def decode_picture(data: bytes, settings: Settings, *, name: str | None = None) 
     deep = _is_16bit(image)  # before load(), which empties the tile list it reads
     _guarded(image.load, kind)
     metadata = read_metadata(image)
+    loop = image.info.get("loop", 0)
+    durations: list[int] = []
     if deep:
         frames: list[Frame] = _deep_frames(data, image, count, kind)
     else:
-        frames = _frames(image, count, kind)
+        frames, durations = _frames(image, count, kind)
         metadata = srgb_tagged(metadata) if metadata.icc else metadata
+    animated = kind in ANIMATED and len(frames) > 1
     return Picture(
         frames=_same_mode(frames),
         metadata=metadata,
-        durations=_durations(image, count) if kind in ANIMATED and count > 1 else [],
-        loop=int(image.info.get("loop", 0)) if kind in ANIMATED and count > 1 else None,
-        pages=kind in PAGED and count > 1,
+        durations=durations if animated else [],
+        loop=int(loop or 0) if animated else None,
+        pages=kind in PAGED and len(frames) > 1,
         format=kind,
     )
 
@@ -172,21 +176,15 @@ def _frame_count(image: Image.Image, kind: str) -> int:
     return max(1, int(getattr(image, "n_frames", 1)))
 
 
-def _durations(image: Image.Image, count: int) -> list[int]:
-    out = []
-    for index in range(count):
-        image.seek(index)
-        out.append(int(image.info.get("duration", 100) or 100))
-    image.seek(0)
-    return out
-
-
-def _frames(image: Image.Image, count: int, kind: str) -> list[Frame]:
+def _frames(image: Image.Image, count: int, kind: str) -> tuple[list[Frame], list[int]]:
+    """Every frame in working form, and how long each shows (ms; Pillow sets it on load)."""
     frames: list[Frame] = []
+    durations = []
     for index in range(count):
         _guarded(lambda i=index: _load_frame(image, i), kind)  # type: ignore[misc]
         frames.append(_normalized(image, kind))
-    return frames
+        durations.append(int(image.info.get("duration") or DEFAULT_DURATION_MS))
+    return frames, durations
 
 
 def _load_frame(image: Image.Image, index: int) -> None:
