@@ -46,7 +46,9 @@ def test_case_01_a_16_bit_scan_comes_out_smooth_and_16_bit(tmp_path: Path) -> No
     source = cv2.imread(str(CASES / "01-16bit-scan-posterized.tif"), cv2.IMREAD_UNCHANGED)
 
     _, (png,) = run(
-        tmp_path, "01-16bit-scan-posterized.tif", [{"auto_levels": {"clip_percent": 0.1}}],
+        tmp_path,
+        "01-16bit-scan-posterized.tif",
+        [{"auto_levels": {"clip_percent": 0.1}}],
         format="png",
     )
 
@@ -57,7 +59,9 @@ def test_case_01_a_16_bit_scan_comes_out_smooth_and_16_bit(tmp_path: Path) -> No
 
 def test_case_01_as_jpeg_is_dithered_not_posterized(tmp_path: Path) -> None:
     _, (jpeg,) = run(
-        tmp_path, "01-16bit-scan-posterized.tif", [{"auto_levels": {"clip_percent": 0.1}}],
+        tmp_path,
+        "01-16bit-scan-posterized.tif",
+        [{"auto_levels": {"clip_percent": 0.1}}],
         format="jpeg",
     )
 
@@ -73,7 +77,9 @@ def test_case_02_a_png_with_huge_xmp_is_processed(tmp_path: Path) -> None:
 
 def test_case_04_every_page_is_processed_into_one_multipage_tiff(tmp_path: Path) -> None:
     result, (tif,) = run(
-        tmp_path, "04-multipage-tiff-pages-dropped.tif", [{"resize": {"max_side": 128}}],
+        tmp_path,
+        "04-multipage-tiff-pages-dropped.tif",
+        [{"resize": {"max_side": 128}}],
         format="tiff",
     )
 
@@ -96,9 +102,7 @@ def test_case_04_as_jpeg_gives_one_output_per_page_and_lists_them(tmp_path: Path
 
 
 @pytest.mark.parametrize("case", ["07-animated-webp-first-frame.webp", "08-gif-refused.gif"])
-def test_cases_07_08_animations_keep_every_frame_and_the_timing(
-    tmp_path: Path, case: str
-) -> None:
+def test_cases_07_08_animations_keep_every_frame_and_the_timing(tmp_path: Path, case: str) -> None:
     _, (webp,) = run(tmp_path, case, [{"resize": {"width": 60}}, {"sharpen": {}}])
 
     with Image.open(webp) as out:
@@ -112,7 +116,7 @@ def test_an_animation_to_a_generative_op_fails_clearly_unless_asked_for_frame_on
 ) -> None:
     steps = [{"ip2p_edit": {"prompt": "make it snow"}}]
 
-    with pytest.raises(InputInvalid, match="3 frames; ip2p_edit edits one image.*'first'"):
+    with pytest.raises(InputInvalid, match=r"3 frames; ip2p_edit edits one image.*'first'"):
         run(tmp_path, "08-gif-refused.gif", steps)
 
 
@@ -126,13 +130,17 @@ def test_frames_first_renders_the_first_frame_and_says_so(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("fmt", ["jpeg", "png", "webp", "tiff"])
-def test_case_10_metadata_kept_by_default_and_stripped_on_request(
-    tmp_path: Path, fmt: str
-) -> None:
-    _, (kept,) = run(tmp_path / "k", "10-metadata-stripped.jpg", [{"exposure": {"ev": 0.2}}],
-                     format=fmt)
-    _, (stripped,) = run(tmp_path / "s", "10-metadata-stripped.jpg", [{"exposure": {"ev": 0.2}}],
-                         format=fmt, metadata="strip")
+def test_case_10_metadata_kept_by_default_and_stripped_on_request(tmp_path: Path, fmt: str) -> None:
+    _, (kept,) = run(
+        tmp_path / "k", "10-metadata-stripped.jpg", [{"exposure": {"ev": 0.2}}], format=fmt
+    )
+    _, (stripped,) = run(
+        tmp_path / "s",
+        "10-metadata-stripped.jpg",
+        [{"exposure": {"ev": 0.2}}],
+        format=fmt,
+        metadata="strip",
+    )
 
     with Image.open(kept) as image:
         assert image.size == (300, 200)
@@ -169,6 +177,7 @@ def test_the_output_of_a_transparent_cutout_keeps_alpha_through_classic_ops(
 def test_every_output_reads_back(tmp_path: Path) -> None:
     """Each format, read back by Pillow from the bytes written."""
     for fmt in ("webp", "jpeg", "png", "tiff"):
-        _, (out,) = run(tmp_path / fmt, "03-folder-scan-skips.MPO", [{"crop": {"aspect": "1:1"}}],
-                        format=fmt)
+        _, (out,) = run(
+            tmp_path / fmt, "03-folder-scan-skips.MPO", [{"crop": {"aspect": "1:1"}}], format=fmt
+        )
         assert Image.open(io.BytesIO(out.read_bytes())).size == (320, 320)
