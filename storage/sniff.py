@@ -79,10 +79,10 @@ def sniff(data: bytes) -> Sniffed:
             with Image.open(io.BytesIO(data), formats=openers()) as image:
                 return Sniffed(str(image.format), image.size)
     except Image.DecompressionBombError:
-        kind = _image_kind(data) or UNKNOWN
+        kind = image_kind(data) or UNKNOWN
         return Sniffed(kind, _size_past_bomb_check(data, kind))
     except Exception:  # not an image Pillow reads: say what it is instead
-        return Sniffed(_image_kind(data) or identify_other(data))
+        return Sniffed(image_kind(data) or identify_other(data))
 
 
 def _size_past_bomb_check(data: bytes, kind: str) -> Size | None:
@@ -107,9 +107,11 @@ def opener(kind: str) -> str:
     return "JPEG" if kind == "MPO" else kind
 
 
-def _image_kind(data: bytes) -> str | None:
-    """A supported format named by its magic number, when Pillow could not read the header
-    (truncated files, bombs): the decoder then gives the precise error."""
+def image_kind(data: bytes) -> str | None:
+    """A supported format named by its magic number alone (no Pillow): for quick scans of
+    many files, and when Pillow could not read a header (truncated files, bombs), where
+    the decoder then gives the precise error. Formats without a fixed magic number
+    (BMP's is two letters) are left to `sniff`."""
     if data[:3] == b"\xff\xd8\xff":
         return "JPEG"
     if data[:8] == b"\x89PNG\r\n\x1a\n":
