@@ -11,7 +11,8 @@ only then are pixels decoded. Each frame comes out upright and in a working form
   16-bit colour mode; its ICC profile is kept, not applied.
 
 Multi-page TIFFs give every page, animated GIF/WebP/PNG every frame with its duration;
-an MPO (a phone's stereo or depth pair) and a HEIF collection give their primary image.
+an MPO (a phone's stereo or depth pair, read as the JPEG it starts with) and a HEIF
+collection give their primary image.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from jobs.errors import InputInvalid, InputTooLarge
 from storage.deep import DeepImage, working_deep
 from storage.formats import apply_limits, register_decoders
 from storage.metadata import ORIENTATION, Metadata, read_metadata, srgb_tagged
-from storage.sniff import UNKNOWN, opener, sniff
+from storage.sniff import UNKNOWN, sniff
 
 if TYPE_CHECKING:
     from jobs.settings import Settings
@@ -48,8 +49,8 @@ _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 class Picture:
     """A decoded input.
 
-    frames: one or more images of one size and mode ('RGB', 'RGBA' or 'L'), all PIL
-        8-bit or all `DeepImage` 16-bit.
+    frames: one or more images in one mode ('RGB', 'RGBA' or 'L'), all PIL 8-bit or all
+        `DeepImage` 16-bit; an animation's frames share a size, a document's pages may not.
     durations: milliseconds each frame shows, for animations; empty otherwise.
     loop: how often an animation repeats (0: forever); None for stills and pages.
     pages: True when the frames are pages of a document (multi-page TIFF).
@@ -95,7 +96,7 @@ def decode_picture(data: bytes, settings: Settings, *, name: str | None = None) 
     # 2. the size the header claims, before any pixel is decoded
     if sniffed.size is not None:
         check_size(*sniffed.size, settings)
-    image = _guarded(lambda: Image.open(io.BytesIO(data), formats=[opener(kind)]), kind)
+    image = _guarded(lambda: Image.open(io.BytesIO(data), formats=[kind]), kind)
     count = _frame_count(image, kind)
     check_size(*image.size, settings, frames=count)
     # 3. the first frame's pixels, its metadata, then every frame in working form
@@ -172,7 +173,7 @@ def _guarded(read: Callable[[], T], kind: str) -> T:
 
 def _frame_count(image: Image.Image, kind: str) -> int:
     if kind not in ANIMATED and kind not in PAGED:
-        return 1  # MPO, HEIF: the primary image
+        return 1  # JPEG (an MPO's further frames), HEIF collections: the primary image
     return max(1, int(getattr(image, "n_frames", 1)))
 
 

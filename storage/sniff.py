@@ -19,9 +19,10 @@ from PIL import Image
 
 Size = tuple[int, int]
 
-# Pillow format names darkroom decodes ("MPO" is a JPEG with extra frames, e.g. phones'
-# stereo or depth images; "HEIF" needs `pillow-heif`, registered in `storage.formats`).
-SUPPORTED = ("JPEG", "MPO", "PNG", "WEBP", "TIFF", "BMP", "GIF", "AVIF", "HEIF")
+# Pillow format names darkroom decodes ("HEIF" needs `pillow-heif`, registered in
+# `storage.formats`). An MPO (phones' stereo or depth pairs) is a JPEG with extra frames
+# after the first: it is reported, and decoded, as the JPEG it starts with.
+SUPPORTED = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "AVIF", "HEIF")
 
 # (offset, magic, what it is): only for the clear messages about what a file is instead.
 SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
@@ -77,7 +78,8 @@ def sniff(data: bytes) -> Sniffed:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=openers()) as image:
-                return Sniffed(str(image.format), image.size)
+                kind = "JPEG" if image.format == "MPO" else str(image.format)
+                return Sniffed(kind, image.size)
     except Image.DecompressionBombError:
         kind = image_kind(data) or UNKNOWN
         return Sniffed(kind, _size_past_bomb_check(data, kind))
@@ -89,22 +91,16 @@ def _size_past_bomb_check(data: bytes, kind: str) -> Size | None:
     """The size a bomb's header claims, read by the format's own plugin (which reads the
     header only), so the refusal can say "30000x30000" rather than "too large"."""
     try:
-        factory = Image.OPEN[opener(kind)][0]
+        factory = Image.OPEN[kind][0]
         return factory(io.BytesIO(data), "").size  # type: ignore[no-any-return]
     except Exception:
         return None
 
 
 def openers() -> list[str]:
-    """The `formats=` list for `Image.open`: supported formats with a registered opener
-    (MPO has none: JPEG's opener returns MPO files as such)."""
+    """The `formats=` list for `Image.open`: supported formats with a registered opener."""
     Image.init()
     return [name for name in SUPPORTED if name in Image.OPEN]
-
-
-def opener(kind: str) -> str:
-    """The opener that reads format `kind`."""
-    return "JPEG" if kind == "MPO" else kind
 
 
 def image_kind(data: bytes) -> str | None:

@@ -17,10 +17,10 @@ from jobs.schema import Job, Lane
 from jobs.settings import Settings
 from pipelines.base import OpContext
 from pipelines.registry import implementation
-from storage import open_location, read_uri
+from storage import Storage, open_location, read_uri
 from storage.deep import DeepImage, as_pil
 from storage.images import CONTENT_TYPES, Picture, decode_picture, encode_frames, encode_image
-from workers.frames import chosen_frames, prepared_for, with_input_alpha
+from workers.frames import Frame, chosen_frames, prepared_for, with_input_alpha
 
 
 @dataclass
@@ -83,106 +83,100 @@ def _step_progress(hooks: Hooks, index: int, count: int) -> Callable[[float], No
 
 
 def render(job: Job, settings: Settings, hooks: Hooks) -> RenderResult:
-    timings: dict[str, float] = {}
     started = time.perf_counter()
-    info: dict[str, Any] = {}
 
     # 1. fetch and check the inputs; choose the frames (pages, animation) to render
     picture = load_picture(job.input, settings)
-    extras = [load_input(uri, settings) for uri in job.extra_inputs]
-    frames = chosen_frames(picture, job, info)
-    info.update({"metadata_" + str(i): note for i, note in enumerate(picture.metadata.notes)})
-    timings["input_s"] = time.perf_counter() - started
     storage, prefix = open_location(job.output.uri or settings.output, settings)
+    run = _Run(job, hooks, [load_input(uri, settings) for uri in job.extra_inputs], storage, prefix)
+    frames = chosen_frames(picture, job, run.info)
+    if picture.metadata.notes:
+        run.info["metadata_notes"] = list(picture.metadata.notes)
+    run.timings["input_s"] = time.perf_counter() - started
 
     # 2. run the steps on every frame, in order, checking for cancellation between them
     loaded_before = hooks.model_load_seconds()
-    rendered = [
-        _run_steps(job, frame, extras, hooks, info, timings, (n, len(frames)), storage, prefix)
-        for n, frame in enumerate(frames)
-    ]
-    timings["model_load_s"] = hooks.model_load_seconds() - loaded_before
+    rendered = [run.frame(image, n, len(frames)) for n, image in enumerate(frames)]
+    run.timings["model_load_s"] = hooks.model_load_seconds() - loaded_before
 
     # 3. encode and write under the job's deterministic key (a redelivery overwrites)
     if any(image.width < 1 or image.height < 1 for image in rendered):
         raise InputInvalid("the recipe produced an empty image")
     write_started = time.perf_counter()
-    outputs = _write(job, picture, rendered, storage, prefix)
+    outputs = run.write(picture, rendered)
     if len(outputs) > 1:
-        info["outputs"] = outputs
-    timings["output_s"] = time.perf_counter() - write_started
-    timings["total_s"] = time.perf_counter() - started
+        run.info["outputs"] = outputs
+    run.timings["output_s"] = time.perf_counter() - write_started
+    run.timings["total_s"] = time.perf_counter() - started
     return RenderResult(
         output=outputs[0],
         width=rendered[0].width,
         height=rendered[0].height,
-        timings=timings,
-        info=info,
+        timings=run.timings,
+        info=run.info,
         steps=[s.op for s in job.recipe.steps],
     )
 
 
-def _run_steps(
-    job: Job,
-    image: Any,
-    extras: list[Image.Image],
-    hooks: Hooks,
-    info: dict[str, Any],
-    timings: dict[str, float],
-    frame: tuple[int, int],
-    storage: Any,
-    prefix: str,
-) -> Any:
-    """One frame through the recipe; progress counts frames x steps."""
-    steps = job.recipe.steps
-    index_of_frame, frames = frame
-    total = len(steps) * frames
-    for index, step in enumerate(steps):
-        at = index_of_frame * len(steps) + index
-        if hooks.canceled():
-            raise JobCanceled(f"canceled before step {index + 1} ({step.op})")
-        step_started = time.perf_counter()
+@dataclass
+class _Run:
+    """One job's render in progress: what every frame's steps share."""
+
+    job: Job
+    hooks: Hooks
+    extras: list[Image.Image]
+    storage: Storage
+    prefix: str
+    info: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def frame(self, image: Frame, number: int, frames: int) -> Frame:
+        """Frame `number` (0-based) of `frames` through the recipe; progress counts
+        frames x steps. Classic ops get 16-bit frames as they are, others 8-bit PIL."""
+        steps = self.job.recipe.steps
+        for index, step in enumerate(steps):
+            at = number * len(steps) + index
+            if self.hooks.canceled():
+                raise JobCanceled(f"canceled before step {index + 1} ({step.op})")
+            step_started = time.perf_counter()
+            image = self._step(step.op, step.typed_params(), image, at, len(steps) * frames)
+            key = f"step{index}_{step.op}_s"
+            self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - step_started
+            self.hooks.progress((at + 1) / (len(steps) * frames))
+            if self.job.output.keep_steps and number == 0:  # the first frame's steps
+                self._put(f".steps/{index:02d}-{step.op}", encode_image(image, self.job.output))
+        return image
+
+    def _step(self, op: str, params: Any, image: Frame, at: int, total: int) -> Frame:
         ctx = OpContext(
-            lane=job.mode,
-            seed=job.seed,
-            extra_inputs=extras,
-            models=hooks.models,
-            progress=_step_progress(hooks, at, total),
-            should_stop=hooks.canceled,
+            lane=self.job.mode,
+            seed=self.job.seed,
+            extra_inputs=self.extras,
+            models=self.hooks.models,
+            progress=_step_progress(self.hooks, at, total),
+            should_stop=self.hooks.canceled,
         )
-        given = prepared_for(step.op, image, info)
-        edited = implementation(step.op)(given, step.typed_params(), ctx)
-        image = with_input_alpha(step.op, given, edited)
-        if not isinstance(image, Image.Image | DeepImage):
-            raise TypeError(f"op {step.op} returned {type(image).__name__}, not an image")
-        info.update({f"{step.op}.{k}": v for k, v in ctx.info.items()})
-        key = f"step{index}_{step.op}_s"
-        timings[key] = timings.get(key, 0.0) + time.perf_counter() - step_started
-        hooks.progress((at + 1) / total)
-        if job.output.keep_steps and index_of_frame == 0:  # steps of the first frame
-            storage.put(
-                output_key(job, prefix, f".steps/{index:02d}-{step.op}"),
-                encode_image(image, job.output),
-                CONTENT_TYPES[job.output.format],
-            )
-    return image
+        given = prepared_for(op, image, self.info)
+        edited = with_input_alpha(op, given, implementation(op)(given, params, ctx))
+        if not isinstance(edited, Image.Image | DeepImage):
+            raise TypeError(f"op {op} returned {type(edited).__name__}, not an image")
+        self.info.update({f"{op}.{k}": v for k, v in ctx.info.items()})
+        return edited
 
+    def write(self, picture: Picture, rendered: list[Frame]) -> list[str]:
+        """The output file(s): one holding every frame where the format can, else one per
+        frame (`<key>.p2`, `<key>.p3`, ...); returns their URIs, the first first."""
+        animated = picture.animated and len(rendered) > 1
+        files = encode_frames(
+            rendered,
+            self.job.output,
+            fast=self.job.mode is Lane.PREVIEW,
+            metadata=picture.metadata,
+            durations=picture.durations if animated else (),
+            loop=picture.loop if animated else None,
+        )
+        return [self._put(f".p{n + 1}" if n else "", data) for n, data in enumerate(files)]
 
-def _write(job: Job, picture: Picture, rendered: list[Any], storage: Any, prefix: str) -> list[str]:
-    """Write the output file(s): one holding every frame where the format can, else one
-    per frame (`<key>.p2`, `<key>.p3`, ...); returns their URIs, the first first."""
-    spec = job.output
-    animated = picture.animated and len(rendered) > 1
-    files = encode_frames(
-        rendered,
-        spec,
-        fast=job.mode is Lane.PREVIEW,
-        metadata=picture.metadata,
-        durations=picture.durations if animated else (),
-        loop=picture.loop if animated else None,
-    )
-    content_type = CONTENT_TYPES[spec.format]
-    return [
-        storage.put(output_key(job, prefix, f".p{n + 1}" if n else ""), data, content_type)
-        for n, data in enumerate(files)
-    ]
+    def _put(self, suffix: str, data: bytes) -> str:
+        key = output_key(self.job, self.prefix, suffix)
+        return self.storage.put(key, data, CONTENT_TYPES[self.job.output.format])

@@ -182,7 +182,7 @@ def test_an_apng_keeps_its_frames() -> None:
 def test_case_03_an_mpo_gives_its_primary_image() -> None:
     picture = decode_picture(case("03-folder-scan-skips.MPO"), SETTINGS)
 
-    assert picture.format == "MPO" and len(picture.frames) == 1
+    assert picture.format == "JPEG" and len(picture.frames) == 1
     assert picture.frames[0].size == (320, 320)
 
 
