@@ -25,6 +25,7 @@ from producer.api.limits import Limits
 from producer.api.openapi import document
 from producer.api.outputs import Outputs
 from producer.api_keys import KeyRing
+from storage.formats import apply_limits
 from transport.embedded import connect, redis_url
 from transport.keyspace import Keyspace
 from transport.store import JobStore
@@ -56,6 +57,7 @@ def build_context(settings: Settings, options: ApiOptions) -> ApiContext:
     import redis.asyncio
 
     keys = Keyspace(settings.key_prefix)
+    apply_limits(settings)  # Pillow's bomb limit = max_input_pixels for every upload read
     sync = connect(settings)
     url = redis_url(settings)
     requests = redis.asyncio.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5)

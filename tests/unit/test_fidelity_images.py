@@ -26,6 +26,7 @@ from pipelines.classic import OPS
 from storage.decode import decode_picture
 from storage.deep import DeepImage
 from storage.encode import encode_frames, encode_image
+from storage.metadata import Metadata
 from storage.sniff import sniff
 
 CASES = Path(__file__).parent.parent / "cases" / "images"
@@ -269,8 +270,6 @@ def test_16_bit_outputs_keep_metadata_too() -> None:
     _, png = cv2.imencode(".png", scan)
     exif = Image.Exif()
     exif[0x8298] = "(c) Archive"
-    from storage.metadata import Metadata
-
     meta = Metadata(exif=exif.tobytes(), dpi=(600.0, 600.0), icc=None)
     (deep,) = decode_picture(png.tobytes(), SETTINGS).frames
 
@@ -314,3 +313,34 @@ def test_all_frames_count_toward_the_pixel_limit() -> None:
 
     with pytest.raises(InputTooLarge, match="100x100 x 4 frames"):
         decode_picture(buffer.getvalue(), Settings(max_input_pixels=30_000))
+
+
+def _with_iptc_copyright(jpeg: bytes, notice: bytes) -> bytes:
+    """`jpeg` with an APP13 Photoshop/IPTC block holding copyright notice 2:116."""
+    record = b"\x1c\x02\x74" + struct.pack(">H", len(notice)) + notice
+    resource = b"8BIM\x04\x04\x00\x00" + struct.pack(">I", len(record)) + record
+    body = b"Photoshop 3.0\x00" + resource
+    app13 = b"\xff\xed" + struct.pack(">H", len(body) + 2) + body
+    return jpeg[:2] + app13 + jpeg[2:]
+
+
+def test_an_iptc_copyright_is_kept_as_exif_copyright() -> None:
+    plain = io.BytesIO()
+    Image.new("RGB", (40, 30), "gray").save(plain, "JPEG")
+    data = _with_iptc_copyright(plain.getvalue(), b"(c) Agency Photo")
+
+    picture = decode_picture(data, SETTINGS)
+    out = encode_image(picture.frames[0], OutputSpec(format="png"), metadata=picture.metadata)
+
+    assert Image.open(io.BytesIO(out)).getexif().get(0x8298) == "(c) Agency Photo"
+
+
+def test_a_16_bit_scan_keeps_its_own_colour_profile() -> None:
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes() + b"\0" * 4
+    (deep,) = decode_picture(
+        cv2.imencode(".png", np.full((8, 8, 3), 900, np.uint16))[1].tobytes(), SETTINGS
+    ).frames
+
+    for fmt in ("png", "tiff"):
+        data = encode_image(deep, OutputSpec(format=fmt), metadata=Metadata(icc=profile))
+        assert Image.open(io.BytesIO(data)).info.get("icc_profile") == profile, fmt
