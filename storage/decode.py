@@ -23,12 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
-import cv2
-import numpy as np
 from PIL import Image, ImageCms, ImageOps
 
 from jobs.errors import InputInvalid, InputTooLarge
-from storage.deep import DeepImage, working_deep
+from storage.deep import DeepImage, decode_deep, is_16bit
 from storage.formats import apply_limits, register_decoders
 from storage.metadata import ORIENTATION, Metadata, read_metadata, srgb_tagged
 from storage.sniff import UNKNOWN, sniff
@@ -100,13 +98,14 @@ def decode_picture(data: bytes, settings: Settings, *, name: str | None = None) 
     count = _frame_count(image, kind)
     check_size(*image.size, settings, frames=count)
     # 3. the first frame's pixels, its metadata, then every frame in working form
-    deep = _is_16bit(image)  # before load(), which empties the tile list it reads
+    deep = is_16bit(image)  # before load(), which empties the tile list it reads
     _guarded(image.load, kind)
     metadata = read_metadata(image)
     loop = image.info.get("loop", 0)
     durations: list[int] = []
     if deep:
-        frames: list[Frame] = _deep_frames(data, image, count, kind)
+        orientation = int(image.getexif().get(ORIENTATION, 1) or 1)
+        frames: list[Frame] = list(decode_deep(data, count, kind, orientation))
     else:
         frames, durations = _frames(image, count, kind)
         metadata = srgb_tagged(metadata) if metadata.icc else metadata
@@ -261,48 +260,3 @@ def _same_mode(frames: list[Frame]) -> list[Frame]:
         return frames
     target = "RGBA" if "RGBA" in modes else "RGB"
     return [f.convert(target) if isinstance(f, Image.Image) else f for f in frames]
-
-
-# --- 16-bit PNG and TIFF --------------------------------------------------------------
-
-
-def _is_16bit(image: Image.Image) -> bool:
-    """True for PNG and TIFF files with 16-bit samples (PIL would cut them to 8 bits)."""
-    if image.format not in ("PNG", "TIFF") or image.mode in ("I", "F"):
-        return False
-    if image.mode.startswith("I;16"):
-        return True
-    tile = getattr(image, "tile", None)
-    raw = tile[0].args if tile else None
-    rawmode = raw[0] if isinstance(raw, tuple) else raw
-    return isinstance(rawmode, str) and ";16" in rawmode
-
-
-def _deep_frames(data: bytes, image: Image.Image, count: int, kind: str) -> list[Frame]:
-    buffer = np.frombuffer(data, np.uint8)
-    if count > 1:
-        ok, arrays = cv2.imdecodemulti(buffer, cv2.IMREAD_UNCHANGED)
-        decoded = list(arrays) if ok else []
-    else:
-        one = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
-        decoded = [one] if one is not None else []
-    if not decoded or any(a.dtype != np.uint16 for a in decoded):
-        raise InputInvalid(f"truncated or corrupt 16-bit {kind}: OpenCV could not decode it")
-    orientation = int(image.getexif().get(ORIENTATION, 1) or 1)
-    return [working_deep(_upright(_rgb_order(a), orientation)) for a in decoded]
-
-
-def _rgb_order(array: np.ndarray) -> np.ndarray:
-    """OpenCV's BGR(A) channel order as RGB(A)."""
-    if array.ndim == 3 and array.shape[2] in (3, 4):
-        return np.ascontiguousarray(array[..., [2, 1, 0, *([3] if array.shape[2] == 4 else [])]])
-    return array
-
-
-def _upright(array: np.ndarray, orientation: int) -> np.ndarray:
-    """Apply an EXIF orientation (1-8) to an H x W (x C) array."""
-    if orientation in (5, 6, 7, 8):
-        array = np.rot90(array, k=-1 if orientation in (5, 6) else 1)
-        orientation = {5: 2, 6: 1, 7: 2, 8: 1}[orientation]
-    flips = {2: array[:, ::-1], 3: array[::-1, ::-1], 4: array[::-1]}
-    return np.ascontiguousarray(flips.get(orientation, array))

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
+
+from jobs.errors import InputInvalid
 
 U16 = NDArray[np.uint16]
 MAX16 = 65535
@@ -94,3 +97,50 @@ def working_deep(pixels: U16) -> DeepImage:
 def as_pil(image: Image.Image | DeepImage) -> Image.Image:
     """`image` as PIL, 8 bits (rounded) if it was deep: for ops that only take PIL."""
     return image.to_8bit() if isinstance(image, DeepImage) else image
+
+
+def is_16bit(image: Image.Image) -> bool:
+    """True for PNG and TIFF files with 16-bit samples (PIL would cut them to 8 bits)."""
+    if image.format not in ("PNG", "TIFF") or image.mode in ("I", "F"):
+        return False
+    if image.mode.startswith("I;16"):
+        return True
+    tile = getattr(image, "tile", None)
+    raw = tile[0].args if tile else None
+    rawmode = raw[0] if isinstance(raw, tuple) else raw
+    return isinstance(rawmode, str) and ";16" in rawmode
+
+
+def decode_deep(data: bytes, count: int, kind: str, orientation: int) -> list[DeepImage]:
+    """The `count` frames of a 16-bit PNG or TIFF, upright (EXIF `orientation` 1-8),
+    RGB(A) order, in working form (see `working_deep`).
+
+    Raises:
+        InputInvalid: OpenCV could not decode the file at 16 bits.
+    """
+    buffer = np.frombuffer(data, np.uint8)
+    if count > 1:
+        ok, arrays = cv2.imdecodemulti(buffer, cv2.IMREAD_UNCHANGED)
+        decoded = list(arrays) if ok else []
+    else:
+        one = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+        decoded = [one] if one is not None else []
+    if not decoded or any(a.dtype != np.uint16 for a in decoded):
+        raise InputInvalid(f"truncated or corrupt 16-bit {kind}: OpenCV could not decode it")
+    return [working_deep(_upright(_rgb_order(a), orientation)) for a in decoded]
+
+
+def _rgb_order(array: np.ndarray) -> np.ndarray:
+    """OpenCV's BGR(A) channel order as RGB(A)."""
+    if array.ndim == 3 and array.shape[2] in (3, 4):
+        return np.ascontiguousarray(array[..., [2, 1, 0, *([3] if array.shape[2] == 4 else [])]])
+    return array
+
+
+def _upright(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1-8) to an H x W (x C) array."""
+    if orientation in (5, 6, 7, 8):
+        array = np.rot90(array, k=-1 if orientation in (5, 6) else 1)
+        orientation = {5: 2, 6: 1, 7: 2, 8: 1}[orientation]
+    flips = {2: array[:, ::-1], 3: array[::-1, ::-1], 4: array[::-1]}
+    return np.ascontiguousarray(flips.get(orientation, array))
