@@ -87,6 +87,13 @@ def _describe(handle: BatchHandle) -> str:
     )
 
 
+def _check_webhook(url: str | None, settings: Settings) -> None:
+    """The deliverer posts to https only (http where private addresses are allowed)."""
+    plain_ok = settings.fetch_allow_private and (url or "").startswith("http://")
+    if url is not None and not url.startswith("https://") and not plain_ok:
+        raise SchemaError(f"--webhook {url}: give an https:// URL")
+
+
 def no_worker_warning(settings: Settings, redis: Redis, handle: BatchHandle) -> str | None:
     """A warning when no live worker consumes the queue the batch went to, else None."""
     if any(handle.queue in w.get("queues", []) for w in live_workers(settings, redis)):
@@ -205,6 +212,7 @@ def submit(
     choices = {"metadata": metadata, "bit_depth": int(bit_depth) if bit_depth else None}
     spec = _output_spec(loaded, fmt, quality, {**choices, "frames": frames})
     settings, redis = settings_and_redis()
+    _check_webhook(webhook, settings)
     found: Sources = scan_sources(sources, settings)
     items = found.items
     out_uri = destination_uri(out or settings.output)

@@ -168,6 +168,18 @@ def test_seed_and_the_other_job_options_reach_every_job(
     assert jobs[0]["output"]["metadata"] == "strip" and jobs[0]["output"]["format"] == "tiff"
 
 
+def test_a_webhook_must_be_https(cli_env: Env, tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.png").write_bytes(encoded("PNG", (10, 20, 30)))
+    args = ["submit", str(tmp_path / "in"), "--op", "auto_levels", "--no-progress"]
+
+    refused = cli_env.run(*args, "--webhook", "ftp://hooks.example/done")
+    taken = cli_env.run(*args, "--webhook", "https://hooks.example/done")
+
+    assert refused.exit_code == 2 and "give an https:// URL" in refused.stderr
+    assert taken.exit_code == 0, taken.output
+
+
 def test_a_typo_in_a_darkroom_variable_is_reported_at_start_up(
     redis_server: EmbeddedRedis, tmp_path: Path
 ) -> None:
