@@ -21,14 +21,13 @@ import tifffile
 from PIL import Image
 
 from jobs.errors import InputInvalid
-from storage.decode import working_mode
+from storage.decode import Frame, working_mode
 from storage.deep import DeepImage
 from storage.metadata import Metadata, exif_text, save_options
 
 if TYPE_CHECKING:
     from jobs.schema import OutputSpec
 
-Frame = Image.Image | DeepImage
 CONTENT_TYPES: dict[str, str] = {  # lower-case format name (as in OutputSpec) -> MIME
     "jpeg": "image/jpeg",
     "png": "image/png",

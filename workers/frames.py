@@ -18,10 +18,9 @@ from PIL import Image
 from jobs.errors import InputInvalid
 from jobs.ops import get_op
 from jobs.schema import Job
-from storage.decode import Picture
+from storage.decode import Frame, Picture
 from storage.deep import DeepImage, as_pil
 
-Frame = Image.Image | DeepImage
 DEEP_FAMILIES = frozenset({"classic"})  # op families that work on 16-bit DeepImages
 ALPHA_KEEPING_FAMILIES = frozenset({"generative"})  # edits composited back under alpha
 
