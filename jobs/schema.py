@@ -79,7 +79,7 @@ class OutputSpec(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    format: Literal["webp", "jpeg", "png"] = "webp"
+    format: Literal["webp", "jpeg", "png", "tiff"] = "webp"
     quality: int = Field(90, ge=1, le=100)
     lossless: bool = False
     uri: str | None = Field(
@@ -89,6 +89,21 @@ class OutputSpec(BaseModel):
         None, max_length=512, description="file name under uri, without extension"
     )
     keep_steps: bool = Field(False, description="also write each step's result")
+    # Added later: None means the default, and a None field is left out of job ids,
+    # so batches submitted before these existed resume onto the same jobs.
+    metadata: Literal["keep", "strip"] | None = Field(
+        None,
+        description="keep (default): EXIF (orientation reset), XMP, IPTC copyright, dpi and "
+        "the colour profile; strip: only the colour profile (no GPS, camera, dates)",
+    )
+    bit_depth: Literal[8, 16] | None = Field(
+        None, description="PNG/TIFF bits per sample; None: 16 when the input had 16"
+    )
+    frames: Literal["all", "first"] | None = Field(
+        None,
+        description="all (default): every page or animation frame; first: only the first "
+        "(what generative ops need for animated or multi-page inputs)",
+    )
 
     @field_validator("key")
     @classmethod
@@ -99,7 +114,7 @@ class OutputSpec(BaseModel):
 
     @property
     def extension(self) -> str:
-        return "jpg" if self.format == "jpeg" else self.format
+        return {"jpeg": "jpg", "tiff": "tif"}.get(self.format, self.format)
 
 
 def new_job_id() -> str:

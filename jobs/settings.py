@@ -6,6 +6,9 @@ JSON), environment variables with the `DARKROOM_` prefix, then CLI flags.
 
 from __future__ import annotations
 
+import difflib
+import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from jobs.errors import ConfigError
 from jobs.tiers import DEFAULT_TIERS, Tier
 from jobs.yamlfile import load_file
+
+log = logging.getLogger(__name__)
+ENV_PREFIX = "DARKROOM_"
+# DARKROOM_* variables that are not settings fields but are read by name elsewhere.
+OTHER_VARIABLES = frozenset({"DARKROOM_CONFIG", "DARKROOM_SCHEDULES"})
+OTHER_PREFIXES = ("DARKROOM_LOAD_",)  # bench/locustfile.py's load-test knobs
 
 
 class Settings(BaseSettings):
@@ -155,14 +164,33 @@ def load_tiers(path: Path) -> tuple[Tier, ...]:
         raise ConfigError(f"{path}: {exc}") from None
 
 
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One message per `DARKROOM_*` variable no setting reads (a typo such as
+    `DARKROOM_STORAGE`), naming the closest known variable when one is close."""
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields} | OTHER_VARIABLES
+    messages = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in known or name.startswith(OTHER_PREFIXES):
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        messages.append(f"{name} is not a darkroom setting and is ignored{hint}")
+    return messages
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment (and `DARKROOM_CONFIG`), with flag overrides.
+
+    A `DARKROOM_*` variable no setting reads is logged as a warning, not ignored silently.
 
     Raises:
         ConfigError: the `DARKROOM_CONFIG` file cannot be read or is not a mapping,
             or the settings contradict each other.
     """
     import os
+
+    for message in unknown_variables(os.environ):
+        log.warning(message)
 
     base: dict[str, Any] = {}
     config = os.environ.get("DARKROOM_CONFIG")

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from jobs.schema import Lane
+from storage.deep import DeepImage
 
 
 def _no_progress(fraction: float) -> None:
@@ -79,5 +80,8 @@ class OpContext:
         return self.lane is Lane.PREVIEW
 
 
+AnyImage = Image.Image | DeepImage
 Op = Callable[[Image.Image, Any, OpContext], Image.Image]
+DeepOp = Callable[[AnyImage, Any, OpContext], AnyImage]
+"""An op that also takes and returns 16-bit `DeepImage`s (the classic family)."""
 OpTable = dict[str, Op]

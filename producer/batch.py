@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jobs.errors import SchemaError
 from jobs.schema import Job, Lane, OutputSpec, Recipe
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BatchHandle",
     "BatchProgress",
+    "JobOptions",
     "ResultRow",
     "batch_results",
     "derive_batch_name",
@@ -69,6 +70,30 @@ class BatchHandle:
     def rate(self) -> float:
         """Jobs handled per second by this submission."""
         return self.submitted / self.elapsed_s if self.elapsed_s > 0 else float("inf")
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """Job-level options every job of a batch gets (as the HTTP API takes them per job).
+
+    seed: for generative ops (None: a random one per job); part of the job's identity,
+        so the same batch with another seed renders again.
+    webhook: URL POSTed when each job finishes.
+    tenant: who the jobs belong to.
+    cancel_after_s: jobs not started within this many seconds of submission are canceled.
+    """
+
+    seed: int | None = None
+    webhook: str | None = None
+    tenant: str | None = None
+    cancel_after_s: float | None = None
+
+    def job_fields(self, now: float) -> dict[str, Any]:
+        fields: dict[str, Any] = {"seed": self.seed, "webhook": self.webhook}
+        fields.update(tenant=self.tenant)
+        if self.cancel_after_s is not None:
+            fields["cancel_after"] = now + self.cancel_after_s
+        return {k: v for k, v in fields.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -129,21 +154,48 @@ def _slug(text: str) -> str:
 
 
 def derive_batch_name(
-    sources: Sequence[str], recipe: Recipe, mode: Lane, out: str, output: OutputSpec
+    sources: Sequence[str],
+    recipe: Recipe,
+    mode: Lane,
+    out: str,
+    output: OutputSpec,
+    *,
+    seed: int | None = None,
 ) -> str:
     """A readable name that is the same whenever the same thing is submitted again."""
-    fingerprint = _digest(
-        list(sources), recipe.digest(), Lane(mode).value, out, output.model_dump(exclude={"key"})
-    )
+    parts: list[object] = [
+        list(sources),
+        recipe.digest(),
+        Lane(mode).value,
+        out,
+        _spec_identity(output),
+    ]
+    if seed is not None:
+        parts.append({"seed": seed})
+    fingerprint = _digest(*parts)
     slug = _slug(recipe.name or "") or (_slug(sources[0]) if sources else "") or "batch"
     return f"{slug}-{fingerprint[:10]}"
 
 
-def job_id_for(batch: str, item: SourceItem, digest: str, mode: Lane, output: OutputSpec) -> str:
+def _spec_identity(output: OutputSpec) -> dict[str, object]:
+    """The output spec as it names a batch; fields added later count only when set."""
+    later = {"metadata", "bit_depth", "frames"}
+    return output.model_dump(exclude={"key"} | {f for f in later if getattr(output, f) is None})
+
+
+def job_id_for(
+    batch: str,
+    item: SourceItem,
+    digest: str,
+    mode: Lane,
+    output: OutputSpec,
+    seed: int | None = None,
+) -> str:
     """uuid5 of everything that makes the job what it is; a re-run maps to the same id."""
-    name = "\n".join(
-        [batch, item.uri, digest, Lane(mode).value, output.model_dump_json(exclude_none=True)]
-    )
+    parts = [batch, item.uri, digest, Lane(mode).value, output.model_dump_json(exclude_none=True)]
+    if seed is not None:  # only when given, so ids of seedless batches stay as they were
+        parts.append(f"seed={seed}")
+    name = "\n".join(parts)
     return uuid.uuid5(JOB_NAMESPACE, name).hex
 
 
@@ -159,12 +211,14 @@ def submit_batch(
     batch: str | None = None,
     output_spec: OutputSpec | None = None,
     on_progress: Callable[[int], object] | None = None,
+    job_options: JobOptions | None = None,
 ) -> BatchHandle:
     """Queue one job per item on `<tier>.<lane>`; returns what was new, requeued, skipped.
 
     `out` is a folder or `s3://bucket/prefix` (default: `settings.output`); each output
     lands at `<out>/<item.name>.<ext>`. `batch` defaults to a name derived from the
     items, recipe, mode and output. `on_progress(n)` is called with the jobs handled.
+    `job_options` (seed, webhook, tenant, cancel_after) apply to every job.
     """
     started = time.perf_counter()
     lane = Lane(mode)
@@ -175,14 +229,20 @@ def submit_batch(
         update={"uri": destination_uri(out or settings.output)}
     )
     spec = OutputSpec.model_validate(spec.model_dump())
+    options = job_options or JobOptions()
     name = check_batch_name(
-        batch or derive_batch_name([i.uri for i in items], recipe, lane, spec.uri or "", spec)
+        batch
+        or derive_batch_name(
+            [i.uri for i in items], recipe, lane, spec.uri or "", spec, seed=options.seed
+        )
     )
     report = EnqueueReport()
     store = store_for(settings, redis)
     for start in range(0, len(items), CHUNK):
         chunk = items[start : start + CHUNK]
-        subs = [_submission(item, recipe, lane, priority, spec, name, queue) for item in chunk]
+        subs = [
+            _submission(item, recipe, lane, priority, spec, name, queue, options) for item in chunk
+        ]
         _merge(report, store.enqueue(subs, chunk=CHUNK))
         if on_progress is not None:
             on_progress(len(chunk))
@@ -198,16 +258,18 @@ def _submission(
     spec: OutputSpec,
     batch: str,
     queue: str,
+    options: JobOptions,
 ) -> Submission:
     output = spec.model_copy(update={"key": item.name})
     job = Job(
-        id=job_id_for(batch, item, recipe.digest(), lane, output),
+        id=job_id_for(batch, item, recipe.digest(), lane, output, options.seed),
         input=item.uri,
         recipe=recipe,
         mode=lane,
         priority=priority,
         output=output,
         batch=batch,
+        **options.job_fields(time.time()),
     )
     return Submission(job=job, queue=queue, source=item.source)
 

@@ -6,7 +6,9 @@ here, where `darkroom.cli` looks for them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +21,7 @@ from jobs.schema import Lane, OutputSpec
 from producer.batch import (
     BatchHandle,
     BatchProgress,
+    JobOptions,
     check_batch_name,
     derive_batch_name,
     store_for,
@@ -34,8 +37,10 @@ from producer.cli_common import (
     settings_and_redis,
 )
 from producer.cli_inspect import cancel, queues, status, write_batch_reports
+from producer.queue_stats import live_workers
 from producer.recipes import LoadedRecipe, first_error, load_recipe, recipe_from_ops
-from producer.sources import destination_uri, expand_sources
+from producer.skipped import describe_skipped, write_skipped
+from producer.sources import Sources, destination_uri, scan_sources
 from transport.store import JobStore
 
 if TYPE_CHECKING:
@@ -54,8 +59,10 @@ def _recipe(recipe_file: str | None, ops: Sequence[str]) -> LoadedRecipe:
     return recipe_from_ops(ops)
 
 
-def _output_spec(loaded: LoadedRecipe, fmt: str | None, quality: int | None) -> OutputSpec:
-    fields = {**loaded.output}
+def _output_spec(
+    loaded: LoadedRecipe, fmt: str | None, quality: int | None, extra: dict[str, object]
+) -> OutputSpec:
+    fields = {**loaded.output, **{k: v for k, v in extra.items() if v is not None}}
     if fmt:
         fields["format"] = fmt
     if quality is not None:
@@ -80,10 +87,49 @@ def _describe(handle: BatchHandle) -> str:
     )
 
 
-def _wait(store: JobStore, name: str, timeout: float | None, quiet: bool) -> BatchProgress:
+def _check_webhook(url: str | None, settings: Settings) -> None:
+    """The deliverer posts to https only (http where private addresses are allowed)."""
+    plain_ok = settings.fetch_allow_private and (url or "").startswith("http://")
+    if url is not None and not url.startswith("https://") and not plain_ok:
+        raise SchemaError(f"--webhook {url}: give an https:// URL")
+
+
+def no_worker_warning(settings: Settings, redis: Redis, handle: BatchHandle) -> str | None:
+    """A warning when no live worker consumes the queue the batch went to, else None."""
+    if any(handle.queue in w.get("queues", []) for w in live_workers(settings, redis)):
+        return None
+    lane = handle.queue.rsplit(".", 1)[-1]
+    return (
+        f"warning: no live worker serves {handle.queue} (tier {handle.tier}); the jobs wait "
+        f"until one starts: darkroom worker --tier {handle.tier} --lane {lane}"
+    )
+
+
+def _warn(message: str | None) -> None:
+    if message:
+        click.echo(message, err=True)
+
+
+NO_WORKER_RECHECK_S = 30.0  # how often --wait repeats the warning while nothing serves
+
+
+def _wait(
+    store: JobStore,
+    name: str,
+    timeout: float | None,
+    quiet: bool,
+    still_unserved: Callable[[], str | None] = lambda: None,
+) -> BatchProgress:
+    last_check = [time.monotonic()]
     with tqdm(desc="rendering", unit="img", disable=quiet, leave=True) as bar:
 
         def update(progress: BatchProgress) -> None:
+            now = time.monotonic()
+            if not progress.done and now - last_check[0] >= NO_WORKER_RECHECK_S:
+                last_check[0] = now
+                warning = still_unserved()
+                if warning:
+                    bar.write(warning, file=sys.stderr)
             bar.total = progress.total
             bar.n = progress.finished
             bar.set_postfix(failed=progress.failed, running=progress.running, refresh=False)
@@ -110,8 +156,28 @@ def _wait(store: JobStore, name: str, timeout: float | None, quiet: bool) -> Bat
 )
 @click.option("--out", help="output folder or s3://bucket/prefix [default: settings.output]")
 @click.option("--batch", "batch_name", help="batch name [default: derived, so re-runs resume]")
-@click.option("--format", "fmt", type=click.Choice(["webp", "jpeg", "png"]))
+@click.option("--format", "fmt", type=click.Choice(["webp", "jpeg", "png", "tiff"]))
 @click.option("--quality", type=click.IntRange(1, 100))
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), help="seed for generative ops")
+@click.option("--webhook", metavar="URL", help="POSTed when each job finishes")
+@click.option("--tenant", help="tenant the jobs are billed and limited under")
+@click.option(
+    "--cancel-after",
+    type=click.FloatRange(min=0),
+    metavar="S",
+    help="cancel jobs not started within S seconds",
+)
+@click.option(
+    "--metadata",
+    type=click.Choice(["keep", "strip"]),
+    help="keep EXIF/XMP/dpi/profile (default) or strip them (GPS, camera, dates)",
+)
+@click.option("--bit-depth", type=click.Choice(["8", "16"]), help="PNG/TIFF bits per sample")
+@click.option(
+    "--frames",
+    type=click.Choice(["all", "first"]),
+    help="pages/animation frames to render (generative ops need 'first')",
+)
 @click.option("--wait", is_flag=True, help="wait for the batch, then write its reports")
 @click.option("--timeout", type=click.FloatRange(min=0), help="with --wait: give up after S s")
 @click.option("--no-progress", is_flag=True, help="no progress bars")
@@ -126,6 +192,13 @@ def submit(
     batch_name: str | None,
     fmt: str | None,
     quality: int | None,
+    seed: int | None,
+    webhook: str | None,
+    tenant: str | None,
+    cancel_after: float | None,
+    metadata: str | None,
+    bit_depth: str | None,
+    frames: str | None,
     wait: bool,
     timeout: float | None,
     no_progress: bool,
@@ -136,15 +209,18 @@ def submit(
     """
     # 1. check everything the user gave before touching Redis
     loaded = _recipe(recipe_file, ops)
-    spec = _output_spec(loaded, fmt, quality)
+    choices = {"metadata": metadata, "bit_depth": int(bit_depth) if bit_depth else None}
+    spec = _output_spec(loaded, fmt, quality, {**choices, "frames": frames})
     settings, redis = settings_and_redis()
-    items = expand_sources(sources, settings)
+    _check_webhook(webhook, settings)
+    found: Sources = scan_sources(sources, settings)
+    items = found.items
     out_uri = destination_uri(out or settings.output)
     lane = Lane(mode)
     name = (
         check_batch_name(batch_name)
         if batch_name
-        else derive_batch_name(_basis(sources), loaded.recipe, lane, out_uri, spec)
+        else derive_batch_name(_basis(sources), loaded.recipe, lane, out_uri, spec, seed=seed)
     )
     # 2. submit, chunked and pipelined
     with tqdm(total=len(items), desc="submitting", unit="job", disable=no_progress) as bar:
@@ -159,13 +235,29 @@ def submit(
             batch=name,
             output_spec=spec,
             on_progress=bar.update,
+            job_options=JobOptions(
+                seed=seed,
+                webhook=webhook,
+                tenant=tenant,
+                cancel_after_s=cancel_after,
+            ),
         )
     click.echo(_describe(handle))
+    if found.skipped:
+        write_skipped(settings, handle.out, handle.name, found.skipped)
+        click.echo(describe_skipped(found.skipped))
+    _warn(no_worker_warning(settings, redis, handle))
     if not wait:
         click.echo(f"follow it with: darkroom status --batch {handle.name}")
         return
     # 3. wait for the workers, then report
-    progress = _wait(store_for(settings, redis), handle.name, timeout, no_progress)
+    progress = _wait(
+        store_for(settings, redis),
+        handle.name,
+        timeout,
+        no_progress,
+        still_unserved=lambda: no_worker_warning(settings, redis, handle),
+    )
     _finish(settings, redis, handle, progress, quiet=no_progress)
 
 

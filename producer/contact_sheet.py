@@ -25,6 +25,7 @@ color:#999;font-size:12px}
 .name{font-weight:600;word-break:break-all;margin-top:6px}
 .state{font-size:12px;padding:1px 6px;border-radius:8px;background:#ddd}
 .succeeded{background:#cfe8cf}.failed{background:#f3c9c9}.canceled{background:#e8e0c8}
+.skipped{background:#e0e0e0}
 .error{color:#a11;font-size:12px;margin-top:4px;word-break:break-word}
 .note{color:#777;font-size:12px}
 """
@@ -62,14 +63,14 @@ def _after_placeholder(row: ResultRow) -> str:
 def _card(card: Card) -> str:
     row = card.row
     error = ""
-    if row.state in ("failed", "canceled") and (row.error_code or row.error):
+    if row.state in ("failed", "canceled", "skipped") and (row.error_code or row.error):
         error = (
             f'<div class="error"><b>{escape(row.error_code or "error")}</b>: '
             f"{escape(row.error or '')}</div>"
         )
     attempts = f" · {row.attempts} attempts" if row.attempts > 1 else ""
     return (
-        f'<div class="card" id="job-{escape(row.job_id)}"><div class="pair">'
+        f'<div class="card" id="job-{escape(row.job_id or row.source)}"><div class="pair">'
         + _figure(card.before_thumb, card.before_link, "before", "original not readable")
         + _figure(card.after_thumb, card.after_link, "after", _after_placeholder(row))
         + f'</div><div class="name">{escape(row.source)}</div>'

@@ -55,17 +55,32 @@ def manifest_jsonl(rows: Sequence[ResultRow]) -> bytes:
 
 
 def thumbnail(data: bytes, side: int = THUMB_SIDE) -> bytes:
-    """A JPEG no larger than `side` on its longest edge, upright, alpha on white."""
+    """A JPEG no larger than `side` on its longest edge, upright, alpha on white, shown
+    the way the outputs are: its ICC profile applied (sRGB), 16-bit samples reduced to
+    8 bits by their top bits (not clipped, which turned 16-bit greys white)."""
+    from storage.decode import to_srgb, working_mode
+
     with Image.open(BytesIO(data)) as image:
         image.draft("RGB", (side * 2, side * 2))  # JPEG decodes at a fraction of full size
+        icc = image.info.get("icc_profile")
         upright = ImageOps.exif_transpose(image)
         upright.thumbnail((side, side))
-        rgba = upright.convert("RGBA")
+    if icc and upright.mode in ("RGB", "RGBA", "CMYK"):
+        upright = to_srgb(upright, icc)
+    rgba = working_mode(upright).convert("RGBA")
     flat = Image.new("RGB", rgba.size, "white")
     flat.paste(rgba, mask=rgba.getchannel("A"))
     buffer = BytesIO()
     flat.save(buffer, "JPEG", quality=82)
     return buffer.getvalue()
+
+
+SKIPPED = "skipped"  # a file the folder scan did not queue: not an image
+
+
+def skipped_row(source: str, reason: str) -> ResultRow:
+    """A manifest row for a file that was never queued, saying why."""
+    return ResultRow(source=source, job_id="", state=SKIPPED, error_code=SKIPPED, error=reason)
 
 
 class _Sheet:
@@ -84,6 +99,8 @@ class _Sheet:
         return f"{self.prefix.rstrip('/')}/{name}" if self.prefix.strip("/") else name
 
     def card(self, row: ResultRow) -> Card:
+        if row.state == SKIPPED:
+            return Card(row, None, None, None, None)
         before = self._thumb(row.input, f"{row.job_id}.before.jpg", reuse=True)
         after = None
         if row.state == "succeeded" and row.output:
@@ -147,7 +164,12 @@ def write_reports(
     on_card: Callable[[], object] | None = None,
 ) -> ReportPaths:
     """Write the manifest and the contact sheet of `batch` into `out`; return their URIs."""
+    from producer.skipped import read_skipped
+    from storage.formats import apply_limits
+
+    apply_limits(settings)  # thumbnails open images under the configured pixel limit
     sheet = _Sheet(settings, out, batch)
+    rows = [*rows, *(skipped_row(s.source, s.reason) for s in read_skipped(settings, out, batch))]
     manifest = sheet.storage.put(
         sheet.key(f"{batch}.manifest.jsonl"), manifest_jsonl(rows), "application/x-ndjson"
     )

@@ -1,29 +1,31 @@
-"""What a file is, from its first bytes, and an image's size from its header alone.
+"""What a file is, from its first bytes; an image's size from Pillow's header reading.
 
 Nothing here decodes pixels or trusts a file name: a text file named `.png` is a text
-file. Header parsing reads a few dozen bytes (a JPEG's markers up to its frame header),
-so a 30000x30000 bomb is refused before a single row is allocated.
+file. The magic-number table only names what is *not* a supported image, so the user
+gets "this is a PDF document", not "cannot identify image file". Which image format a
+file is, and its size, come from Pillow itself: `Image.open` reads the header alone
+(pixels are decoded only by `load()`), so a 30000x30000 bomb is refused before a single
+row is allocated, and every format Pillow (plus `pillow-heif`) reads is judged the way
+the decoder will judge it.
 """
 
 from __future__ import annotations
 
-import struct
+import io
+import warnings
 from dataclasses import dataclass
+
+from PIL import Image
 
 Size = tuple[int, int]
 
-SUPPORTED = ("JPEG", "PNG", "WEBP", "TIFF", "BMP")
+# Pillow format names darkroom decodes ("HEIF" needs `pillow-heif`, registered in
+# `storage.formats`). An MPO (phones' stereo or depth pairs) is a JPEG with extra frames
+# after the first: it is reported, and decoded, as the JPEG it starts with.
+SUPPORTED = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF", "AVIF", "HEIF")
 
-# (offset, magic, what it is); supported formats carry their Pillow name.
+# (offset, magic, what it is): only for the clear messages about what a file is instead.
 SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
-    (0, b"\xff\xd8\xff", "JPEG"),
-    (0, b"\x89PNG\r\n\x1a\n", "PNG"),
-    (0, b"II*\x00", "TIFF"),
-    (0, b"MM\x00*", "TIFF"),
-    (0, b"II+\x00", "TIFF"),  # BigTIFF
-    (0, b"MM\x00+", "TIFF"),
-    (0, b"GIF87a", "GIF image"),
-    (0, b"GIF89a", "GIF image"),
     (0, b"%PDF", "PDF document"),
     (0, b"PK\x03\x04", "ZIP archive"),
     (0, b"\x1f\x8b", "gzip archive"),
@@ -33,19 +35,18 @@ SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
     (0, b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL image"),
     (0, b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000 image"),
     (0, b"\x7fELF", "executable"),
+    (4, b"ftyp", "MP4/QuickTime video"),  # after Pillow: AVIF and HEIC are ftyp files too
 )
-FTYP_BRANDS = {
-    b"heic": "HEIC image",
-    b"heix": "HEIC image",
-    b"hevc": "HEIC image",
-    b"mif1": "HEIF image",
-    b"msf1": "HEIF image",
-    b"avif": "AVIF image",
-    b"avis": "AVIF image",
+FTYP_BRANDS = {  # ISO base media files that are images, by their major brand
+    b"heic": "HEIF",
+    b"heix": "HEIF",
+    b"hevc": "HEIF",
+    b"mif1": "HEIF",
+    b"msf1": "HEIF",
+    b"avif": "AVIF",
+    b"avis": "AVIF",
 }
 UNKNOWN = "unknown binary data"
-BMP_DIB_SIZES = {12, 40, 52, 56, 64, 108, 124}
-JPEG_FRAME_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
 @dataclass(frozen=True)
@@ -61,27 +62,81 @@ class Sniffed:
 
 
 def sniff(data: bytes) -> Sniffed:
-    """Identify `data` by content and, for supported images, read its size."""
-    kind = identify(data)
-    reader = HEADER_READERS.get(kind)
-    return Sniffed(kind, reader(data) if reader else None)
+    """Identify `data` by content and, for supported images, read its size from the header.
+
+    Args:
+        data: the whole file, or at least its first few KB (the header).
+    Returns:
+        `Sniffed(kind, size)`: `kind` is a Pillow format name from `SUPPORTED`, or a
+        description ("text file", "PDF document", `UNKNOWN`); `size` is (width, height)
+        in pixels for supported images whose header Pillow could read, else None.
+    """
+    from storage.formats import register_decoders
+
+    register_decoders()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=openers()) as image:
+                kind = "JPEG" if image.format == "MPO" else str(image.format)
+                return Sniffed(kind, image.size)
+    except Image.DecompressionBombError:
+        kind = image_kind(data) or UNKNOWN
+        return Sniffed(kind, _size_past_bomb_check(data, kind))
+    except Exception:  # not an image Pillow reads: say what it is instead
+        return Sniffed(image_kind(data) or identify_other(data))
+
+
+def _size_past_bomb_check(data: bytes, kind: str) -> Size | None:
+    """The size a bomb's header claims, read by the format's own plugin (which reads the
+    header only), so the refusal can say "30000x30000" rather than "too large"."""
+    try:
+        factory = Image.OPEN[kind][0]
+        return factory(io.BytesIO(data), "").size  # type: ignore[no-any-return]
+    except Exception:
+        return None
+
+
+def openers() -> list[str]:
+    """The `formats=` list for `Image.open`: supported formats with a registered opener."""
+    Image.init()
+    return [name for name in SUPPORTED if name in Image.OPEN]
+
+
+def image_kind(data: bytes) -> str | None:
+    """A supported format named by its magic number alone (no Pillow): for quick scans of
+    many files, and when Pillow could not read a header (truncated files, bombs), where
+    the decoder then gives the precise error. Formats without a fixed magic number
+    (BMP's is two letters) are left to `sniff`."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG"
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "TIFF"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[4:8] == b"ftyp":
+        return FTYP_BRANDS.get(data[8:12])
+    return None
 
 
 def identify(data: bytes) -> str:
-    """'JPEG', 'PNG', 'WEBP', 'TIFF', 'BMP', or what else it looks like ('text file')."""
+    """A supported Pillow format name, or what else the bytes look like ('text file')."""
+    return sniff(data).kind
+
+
+def identify_other(data: bytes) -> str:
+    """What bytes that are no supported image are: a known file type, text, or unknown."""
     for offset, magic, kind in SIGNATURES:
         if data[offset : offset + len(magic)] == magic:
             return kind
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WEBP"
-    if data[:2] == b"BM" and _u32le(data, 14) in BMP_DIB_SIZES:
-        return "BMP"
-    if data[4:8] == b"ftyp":
-        return FTYP_BRANDS.get(data[8:12], "MP4/QuickTime video")
-    return _describe_other(data)
+    return _describe_text(data)
 
 
-def _describe_other(data: bytes) -> str:
+def _describe_text(data: bytes) -> str:
     head = data[:4096]
     text = _as_text(head)
     if text is None:
@@ -107,102 +162,3 @@ def _as_text(head: bytes) -> str | None:
         return None
     printable = sum(ch.isprintable() or ch in "\r\n\t\f" for ch in text)
     return text if text and printable / len(text) > 0.95 else None
-
-
-def _u16be(data: bytes, at: int) -> int | None:
-    return struct.unpack_from(">H", data, at)[0] if len(data) >= at + 2 else None
-
-
-def _u32le(data: bytes, at: int) -> int | None:
-    return struct.unpack_from("<I", data, at)[0] if len(data) >= at + 4 else None
-
-
-def png_size(data: bytes) -> Size | None:
-    if len(data) < 24 or data[12:16] != b"IHDR":
-        return None
-    width, height = struct.unpack_from(">II", data, 16)
-    return width, height
-
-
-def jpeg_size(data: bytes) -> Size | None:
-    """Walk the marker segments to the frame header (SOFn), which holds the size."""
-    at = 2
-    while at + 4 <= len(data):
-        if data[at] != 0xFF:
-            return None
-        marker = data[at + 1]
-        if marker == 0xFF:  # fill byte
-            at += 1
-            continue
-        if 0xD0 <= marker <= 0xD9 or marker == 0x01:  # standalone markers: no length
-            at += 2
-            continue
-        if marker in JPEG_FRAME_MARKERS:
-            if len(data) < at + 9:
-                return None
-            height, width = struct.unpack_from(">HH", data, at + 5)
-            return width, height
-        if marker == 0xDA:  # scan data before any frame header: not a valid JPEG
-            return None
-        length = _u16be(data, at + 2)
-        if length is None or length < 2:
-            return None
-        at += 2 + length
-    return None
-
-
-def webp_size(data: bytes) -> Size | None:
-    chunk = data[12:16]
-    if chunk == b"VP8X" and len(data) >= 30:
-        width = int.from_bytes(data[24:27], "little") + 1
-        height = int.from_bytes(data[27:30], "little") + 1
-        return width, height
-    if chunk == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":
-        width, height = struct.unpack_from("<HH", data, 26)
-        return width & 0x3FFF, height & 0x3FFF
-    if chunk == b"VP8L" and len(data) >= 25 and data[20] == 0x2F:
-        bits = int.from_bytes(data[21:25], "little")
-        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-    return None
-
-
-def bmp_size(data: bytes) -> Size | None:
-    if _u32le(data, 14) == 12 and len(data) >= 22:
-        width, height = struct.unpack_from("<HH", data, 18)
-        return width, height
-    if len(data) < 26:
-        return None
-    width, height = struct.unpack_from("<ii", data, 18)
-    return abs(width), abs(height)  # a negative height means rows stored top-down
-
-
-def tiff_size(data: bytes) -> Size | None:
-    """ImageWidth (256) and ImageLength (257) from the first IFD of a classic TIFF."""
-    order = "<" if data[:2] == b"II" else ">"
-    if len(data) < 8 or data[2:4] not in (b"*\x00", b"\x00*"):
-        return None  # BigTIFF and truncated headers: Pillow's reading decides
-    (ifd,) = struct.unpack_from(order + "I", data, 4)
-    if len(data) < ifd + 2:
-        return None
-    (count,) = struct.unpack_from(order + "H", data, ifd)
-    found: dict[int, int] = {}
-    for index in range(min(count, 512)):
-        at = ifd + 2 + 12 * index
-        if len(data) < at + 12:
-            break
-        tag, kind = struct.unpack_from(order + "HH", data, at)
-        if tag in (256, 257):
-            fmt = order + ("H" if kind == 3 else "I")
-            found[tag] = struct.unpack_from(fmt, data, at + 8)[0]
-    if 256 in found and 257 in found:
-        return found[256], found[257]
-    return None
-
-
-HEADER_READERS = {
-    "PNG": png_size,
-    "JPEG": jpeg_size,
-    "WEBP": webp_size,
-    "BMP": bmp_size,
-    "TIFF": tiff_size,
-}

@@ -17,8 +17,10 @@ from jobs.schema import Job, Lane
 from jobs.settings import Settings
 from pipelines.base import ModelSource, Op, OpContext
 from pipelines.registry import implementation
-from storage import open_location, read_uri
-from storage.images import CONTENT_TYPES, decode_image, encode_image
+from storage import Storage, open_location, read_uri
+from storage.deep import DeepImage, as_pil
+from storage.images import CONTENT_TYPES, Picture, decode_picture, encode_frames, encode_image
+from workers.frames import Frame, chosen_frames, prepared_for, with_input_alpha
 
 
 @dataclass
@@ -61,9 +63,15 @@ class Hooks:
 
 
 def load_input(uri: str, settings: Settings) -> Image.Image:
+    """The first frame of an extra input (a mask, a reference face) as 8-bit PIL."""
+    return as_pil(load_picture(uri, settings).frames[0])
+
+
+def load_picture(uri: str, settings: Settings) -> Picture:
+    """Every frame of the job's input, at its depth, with its metadata."""
     data = read_uri(uri, settings)
     try:
-        return decode_image(data, settings)
+        return decode_picture(data, settings)
     except JobError as exc:  # say which input, as a batch has thousands
         name = uri.rstrip("/").rsplit("/", 1)[-1]
         raise type(exc)(f"{name}: {exc.message}") from None
@@ -84,59 +92,100 @@ def _step_progress(hooks: Hooks, index: int, count: int) -> Callable[[float], No
 
 
 def render(job: Job, settings: Settings, hooks: Hooks) -> RenderResult:
-    timings: dict[str, float] = {}
     started = time.perf_counter()
 
-    # 1. fetch and check the inputs
-    image = load_input(job.input, settings)
-    extras = [load_input(uri, settings) for uri in job.extra_inputs]
-    timings["input_s"] = time.perf_counter() - started
+    # 1. fetch and check the inputs; choose the frames (pages, animation) to render
+    picture = load_picture(job.input, settings)
     storage, prefix = open_location(job.output.uri or settings.output, settings)
+    run = _Run(job, hooks, [load_input(uri, settings) for uri in job.extra_inputs], storage, prefix)
+    frames = chosen_frames(picture, job, run.info)
+    if picture.metadata.notes:
+        run.info["metadata_notes"] = list(picture.metadata.notes)
+    run.timings["input_s"] = time.perf_counter() - started
 
-    # 2. run the steps, in order, checking for cancellation between them
-    steps = job.recipe.steps
+    # 2. run the steps on every frame, in order, checking for cancellation between them
     loaded_before = hooks.model_load_seconds()
-    info: dict[str, Any] = {}
-    for index, step in enumerate(steps):
-        if hooks.canceled():
-            raise JobCanceled(f"canceled before step {index + 1} ({step.op})")
-        step_started = time.perf_counter()
-        ctx = OpContext(
-            lane=job.mode,
-            seed=job.seed,
-            extra_inputs=extras,
-            models=hooks.models,
-            progress=_step_progress(hooks, index, len(steps)),
-            should_stop=hooks.canceled,
-        )
-        image = hooks.implementation(step.op)(image, step.typed_params(), ctx)
-        if not isinstance(image, Image.Image):
-            raise TypeError(f"op {step.op} returned {type(image).__name__}, not an image")
-        info.update({f"{step.op}.{k}": v for k, v in ctx.info.items()})
-        timings[f"step{index}_{step.op}_s"] = time.perf_counter() - step_started
-        hooks.progress((index + 1) / len(steps))
-        if job.output.keep_steps:
-            storage.put(
-                output_key(job, prefix, f".steps/{index:02d}-{step.op}"),
-                encode_image(image, job.output),
-                CONTENT_TYPES[job.output.format],
-            )
-
-    timings["model_load_s"] = hooks.model_load_seconds() - loaded_before
+    rendered = [run.frame(image, n, len(frames)) for n, image in enumerate(frames)]
+    run.timings["model_load_s"] = hooks.model_load_seconds() - loaded_before
 
     # 3. encode and write under the job's deterministic key (a redelivery overwrites)
-    if image.width < 1 or image.height < 1:
+    if any(image.width < 1 or image.height < 1 for image in rendered):
         raise InputInvalid("the recipe produced an empty image")
     write_started = time.perf_counter()
-    encoded = encode_image(image, job.output, fast=job.mode is Lane.PREVIEW)
-    uri = storage.put(output_key(job, prefix), encoded, CONTENT_TYPES[job.output.format])
-    timings["output_s"] = time.perf_counter() - write_started
-    timings["total_s"] = time.perf_counter() - started
+    outputs = run.write(picture, rendered)
+    if len(outputs) > 1:
+        run.info["outputs"] = outputs
+    run.timings["output_s"] = time.perf_counter() - write_started
+    run.timings["total_s"] = time.perf_counter() - started
     return RenderResult(
-        output=uri,
-        width=image.width,
-        height=image.height,
-        timings=timings,
-        info=info,
-        steps=[s.op for s in steps],
+        output=outputs[0],
+        width=rendered[0].width,
+        height=rendered[0].height,
+        timings=run.timings,
+        info=run.info,
+        steps=[s.op for s in job.recipe.steps],
     )
+
+
+@dataclass
+class _Run:
+    """One job's render in progress: what every frame's steps share."""
+
+    job: Job
+    hooks: Hooks
+    extras: list[Image.Image]
+    storage: Storage
+    prefix: str
+    info: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def frame(self, image: Frame, number: int, frames: int) -> Frame:
+        """Frame `number` (0-based) of `frames` through the recipe; progress counts
+        frames x steps. Classic ops get 16-bit frames as they are, others 8-bit PIL."""
+        steps = self.job.recipe.steps
+        for index, step in enumerate(steps):
+            at = number * len(steps) + index
+            if self.hooks.canceled():
+                raise JobCanceled(f"canceled before step {index + 1} ({step.op})")
+            step_started = time.perf_counter()
+            image = self._step(step.op, step.typed_params(), image, at, len(steps) * frames)
+            key = f"step{index}_{step.op}_s"
+            self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - step_started
+            self.hooks.progress((at + 1) / (len(steps) * frames))
+            if self.job.output.keep_steps and number == 0:  # the first frame's steps
+                self._put(f".steps/{index:02d}-{step.op}", encode_image(image, self.job.output))
+        return image
+
+    def _step(self, op: str, params: Any, image: Frame, at: int, total: int) -> Frame:
+        ctx = OpContext(
+            lane=self.job.mode,
+            seed=self.job.seed,
+            extra_inputs=self.extras,
+            models=self.hooks.models,
+            progress=_step_progress(self.hooks, at, total),
+            should_stop=self.hooks.canceled,
+        )
+        given = prepared_for(op, image, self.info)
+        edited = with_input_alpha(op, given, self.hooks.implementation(op)(given, params, ctx))
+        if not isinstance(edited, Image.Image | DeepImage):
+            raise TypeError(f"op {op} returned {type(edited).__name__}, not an image")
+        self.info.update({f"{op}.{k}": v for k, v in ctx.info.items()})
+        return edited
+
+    def write(self, picture: Picture, rendered: list[Frame]) -> list[str]:
+        """The output file(s): one holding every frame where the format can, else one per
+        frame (`<key>.p2`, `<key>.p3`, ...); returns their URIs, the first first."""
+        animated = picture.animated and len(rendered) > 1
+        files = encode_frames(
+            rendered,
+            self.job.output,
+            fast=self.job.mode is Lane.PREVIEW,
+            metadata=picture.metadata,
+            durations=picture.durations if animated else (),
+            loop=picture.loop if animated else None,
+        )
+        return [self._put(f".p{n + 1}" if n else "", data) for n, data in enumerate(files)]
+
+    def _put(self, suffix: str, data: bytes) -> str:
+        key = output_key(self.job, self.prefix, suffix)
+        return self.storage.put(key, data, CONTENT_TYPES[self.job.output.format])

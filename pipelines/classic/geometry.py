@@ -2,19 +2,23 @@
 
 Resize picks its filter by direction: area averaging to shrink (no aliasing, no
 ringing), Lanczos to enlarge. RGBA is resampled premultiplied, so colour hidden
-under transparent pixels never bleeds into the visible edge.
+under transparent pixels never bleeds into the visible edge. 16-bit images
+(`DeepImage`) stay 16-bit through all three ops.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageColor
 
 from jobs.errors import InputInvalid, InputTooLarge
 from jobs.ops.classic import ConvertParams, CropParams, ResizeParams
 from pipelines.base import OpContext
-from pipelines.classic.pixels import U8, check_mode
+from pipelines.classic.pixels import AnyImage, Pixels, check_mode
+from storage.deep import MAX16, DeepImage
 
 # A resize may enlarge; past this many pixels the result would not fit a worker's RAM
 # comfortably (100 MP RGBA in float is 1.6 GB), so it is refused, not attempted.
@@ -23,7 +27,7 @@ MAX_OUTPUT_PIXELS = 100_000_000
 Size = tuple[int, int]
 
 
-def resize(image: Image.Image, params: ResizeParams, ctx: OpContext) -> Image.Image:
+def resize(image: AnyImage, params: ResizeParams, ctx: OpContext) -> AnyImage:
     """Scale to a width, height, box or longest side; keeps aspect unless fit=stretch."""
     check_mode(image)
     scaled, final = target_sizes(image.size, params)
@@ -33,11 +37,22 @@ def resize(image: Image.Image, params: ResizeParams, ctx: OpContext) -> Image.Im
             f"{scaled[0] * scaled[1] / 1e6:.0f} MP image; the limit is "
             f"{MAX_OUTPUT_PIXELS / 1e6:.0f} MP"
         )
-    out = image.copy() if scaled == image.size else _resample(image, scaled)
+    out = _copy(image) if scaled == image.size else _resample(image, scaled)
     if final != scaled:  # fit=cover: fill the box, then cut the overflow evenly
         left, top = (scaled[0] - final[0]) // 2, (scaled[1] - final[1]) // 2
-        out = out.crop((left, top, left + final[0], top + final[1]))
+        out = _crop(out, (left, top, left + final[0], top + final[1]))
     return out
+
+
+def _copy(image: AnyImage) -> AnyImage:
+    return DeepImage(image.pixels.copy()) if isinstance(image, DeepImage) else image.copy()
+
+
+def _crop(image: AnyImage, box: tuple[int, int, int, int]) -> AnyImage:
+    if not isinstance(image, DeepImage):
+        return image.crop(box)
+    left, top, right, bottom = box
+    return DeepImage(np.ascontiguousarray(image.pixels[top:bottom, left:right]))
 
 
 def target_sizes(size: Size, params: ResizeParams) -> tuple[Size, Size]:
@@ -64,31 +79,37 @@ def _scaled(size: Size, sx: float, sy: float) -> Size:
     return max(1, round(size[0] * sx)), max(1, round(size[1] * sy))
 
 
-def _resample(image: Image.Image, size: Size) -> Image.Image:
+def _resample(image: AnyImage, size: Size) -> AnyImage:
     shrinking = size[0] * size[1] < image.size[0] * image.size[1]
     interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LANCZOS4
-    array = np.asarray(image)
+    array: Pixels = image.pixels if isinstance(image, DeepImage) else np.asarray(image)
     if image.mode != "RGBA":
-        return Image.fromarray(cv2.resize(array, size, interpolation=interpolation))
-    return Image.fromarray(_resample_premultiplied(array, size, interpolation))
+        out = np.asarray(cv2.resize(array, size, interpolation=interpolation), array.dtype)
+    else:
+        out = _resample_premultiplied(array, size, interpolation)
+    if isinstance(image, DeepImage):
+        return DeepImage(out.astype(np.uint16))
+    return Image.fromarray(out)
 
 
-def _resample_premultiplied(rgba: U8, size: Size, interpolation: int) -> U8:
+def _resample_premultiplied(rgba: Pixels, size: Size, interpolation: int) -> Pixels:
+    top = float(np.iinfo(rgba.dtype).max)
     pixels = rgba.astype(np.float32)
-    alpha = pixels[..., 3:] / 255.0
+    alpha = pixels[..., 3:] / top
     pixels[..., :3] *= alpha
-    out = np.clip(cv2.resize(pixels, size, interpolation=interpolation), 0.0, 255.0)
-    new_alpha = out[..., 3:] / 255.0
+    out = np.clip(cv2.resize(pixels, size, interpolation=interpolation), 0.0, top)
+    new_alpha = out[..., 3:] / top
     # Where nothing is visible any more the colour is undefined: keep it black.
     out[..., :3] = np.where(new_alpha > 1e-4, out[..., :3] / np.maximum(new_alpha, 1e-4), 0.0)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    result: Any = np.clip(np.rint(out), 0, top).astype(rgba.dtype)
+    return result
 
 
-def crop(image: Image.Image, params: CropParams, ctx: OpContext) -> Image.Image:
+def crop(image: AnyImage, params: CropParams, ctx: OpContext) -> AnyImage:
     """Cut a box (which must lie inside the image), or centre-crop to an aspect ratio."""
     check_mode(image)
     left, top, width, height = crop_box(image.size, params)
-    return image.crop((left, top, left + width, top + height))
+    return _crop(image, (left, top, left + width, top + height))
 
 
 def crop_box(size: Size, params: CropParams) -> tuple[int, int, int, int]:
@@ -109,9 +130,11 @@ def crop_box(size: Size, params: CropParams) -> tuple[int, int, int, int]:
     return left, top, width, height
 
 
-def convert(image: Image.Image, params: ConvertParams, ctx: OpContext) -> Image.Image:
+def convert(image: AnyImage, params: ConvertParams, ctx: OpContext) -> AnyImage:
     """Change colour mode; dropping alpha lays the image on `params.background`."""
     check_mode(image)
+    if isinstance(image, DeepImage):
+        return _convert_deep(image, params)
     if params.mode == "rgba":
         return image.convert("RGBA")
     flat = _flatten(image, params.background) if image.mode == "RGBA" else image
@@ -122,3 +145,18 @@ def _flatten(rgba: Image.Image, background: str) -> Image.Image:
     base = Image.new("RGB", rgba.size, background)
     base.paste(rgba, mask=rgba.getchannel("A"))
     return base
+
+
+def _convert_deep(image: DeepImage, params: ConvertParams) -> DeepImage:
+    """`convert` at 16 bits: grey by Rec. 601 luma, alpha laid on the background colour."""
+    pixels: Any = image.pixels.astype(np.float32)
+    rgb: Any = np.dstack([pixels] * 3) if pixels.ndim == 2 else pixels[..., :3]
+    if params.mode == "rgba":
+        alpha = pixels[..., 3] if image.mode == "RGBA" else np.full(rgb.shape[:2], MAX16)
+        return DeepImage(np.rint(np.dstack([rgb, alpha])).astype(np.uint16))
+    if image.mode == "RGBA":
+        alpha = pixels[..., 3:] / MAX16
+        background = np.array(ImageColor.getrgb(params.background)[:3], np.float32) * 257
+        rgb = rgb * alpha + background * (1 - alpha)
+    out = rgb @ np.array([0.299, 0.587, 0.114], np.float32) if params.mode == "gray" else rgb
+    return DeepImage(np.clip(np.rint(out), 0, MAX16).astype(np.uint16))

@@ -7,18 +7,20 @@ scaling encoded values shifts hues in shadows differently from highlights.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image
 
 from jobs.ops.classic import AutoLevelsParams, ExposureParams, WhiteBalanceParams
 from pipelines.base import OpContext
 from pipelines.classic.pixels import (
     F32,
-    SRGB_TO_LINEAR,
-    U8,
+    AnyImage,
+    Pixels,
     apply_curve,
     histogram,
+    linear_table,
     luma,
     percentile_levels,
     split,
@@ -37,11 +39,13 @@ CLIPPED_LEVEL = 250
 SHADES_OF_GRAY_NORM = 6.0
 
 
-def auto_levels(image: Image.Image, params: AutoLevelsParams, ctx: OpContext) -> Image.Image:
+def auto_levels(image: AnyImage, params: AutoLevelsParams, ctx: OpContext) -> AnyImage:
     """Stretch tones so the darkest/brightest `clip_percent` % reach black and white.
 
     Linked (default): one curve for every channel, so colours keep their balance.
     `per_channel`: each channel stretched on its own, which also removes a cast.
+    Works at the image's depth: a 16-bit scan is stretched with a 65536-level curve,
+    so a narrow range of levels spreads out instead of collapsing to a few.
     """
     planes = split(image)
     samples = planes.samples()
@@ -58,13 +62,13 @@ def auto_levels(image: Image.Image, params: AutoLevelsParams, ctx: OpContext) ->
 
 def _stretch_curve(hist: NDArray[np.int64], clip_percent: float) -> F32:
     low, high = percentile_levels(hist, clip_percent, clip_percent)
-    levels = np.arange(256, dtype=np.float32)
+    levels = np.arange(len(hist), dtype=np.float32)
     if high <= low:  # a flat channel has no range to stretch
         return levels
-    return (levels - low) * (255.0 / (high - low))
+    return (levels - low) * np.float32((len(hist) - 1) / (high - low))
 
 
-def white_balance(image: Image.Image, params: WhiteBalanceParams, ctx: OpContext) -> Image.Image:
+def white_balance(image: AnyImage, params: WhiteBalanceParams, ctx: OpContext) -> AnyImage:
     """Neutralise a colour cast by per-channel gains in linear light.
 
     What comes out neutral: shades_of_gray, the channels' 6-norm averages (Finlayson
@@ -80,35 +84,38 @@ def white_balance(image: Image.Image, params: WhiteBalanceParams, ctx: OpContext
     gains = np.clip(reference.mean() / np.maximum(reference, 1e-6), 1 / MAX_GAIN, MAX_GAIN)
     gains = gains**params.strength
     ctx.info["gains"] = [round(float(g), 4) for g in gains]
-    return planes.rebuild(to_srgb(to_linear(planes.color) * gains.astype(np.float32)))
+    linear = to_linear(planes.color) * gains.astype(np.float32)
+    return planes.rebuild(to_srgb(linear, planes.deep))
 
 
-def reference_white(samples: U8, method: str) -> NDArray[np.float64]:
-    """The linear RGB colour that should come out neutral, from N x 3 pixels."""
+def reference_white(samples: Pixels, method: str) -> NDArray[np.float64]:
+    """The linear RGB colour that should come out neutral, from N x 3 pixels (uint8/16)."""
     norm = SHADES_OF_GRAY_NORM if method == "shades_of_gray" else 1.0
     if method == "white_patch":
         samples = _brightest(samples)
     return np.array([_linear_norm(samples[:, c], norm) for c in range(3)])
 
 
-def _brightest(samples: U8) -> U8:
-    unclipped = samples[samples.max(axis=1) < CLIPPED_LEVEL]
+def _brightest(samples: Pixels) -> Pixels:
+    clipped = CLIPPED_LEVEL * (257 if samples.dtype == np.uint16 else 1)
+    unclipped = samples[samples.max(axis=1) < clipped]
     pool = unclipped if len(unclipped) >= 100 else samples
     brightness = luma(pool)
     return pool[brightness >= np.percentile(brightness, 100.0 - WHITE_PATCH_PERCENT)]
 
 
-def _linear_norm(channel: U8, norm: float) -> float:
+def _linear_norm(channel: Pixels, norm: float) -> float:
     """The channel's Minkowski `norm`-mean in linear light (1: the plain mean)."""
     # Via the histogram: exact, and no float copy of every pixel.
     hist = histogram(channel).astype(np.float64)
-    powered = SRGB_TO_LINEAR.astype(np.float64) ** norm
+    powered = linear_table(channel.dtype == np.uint16).astype(np.float64) ** norm
     return float((hist @ powered / max(hist.sum(), 1.0)) ** (1.0 / norm))
 
 
-def exposure(image: Image.Image, params: ExposureParams, ctx: OpContext) -> Image.Image:
+def exposure(image: AnyImage, params: ExposureParams, ctx: OpContext) -> AnyImage:
     """Brighten or darken by `ev` stops: linear light times 2**ev, highlights clip."""
     planes = split(image)
-    levels = np.arange(256, dtype=np.uint8)
-    curve = to_srgb(to_linear(levels) * np.float32(2.0**params.ev)).astype(np.float32)
+    levels: Any = np.arange(planes.levels, dtype=planes.color.dtype)
+    gain = np.float32(2.0**params.ev)
+    curve = to_srgb(to_linear(levels) * gain, planes.deep).astype(np.float32)
     return planes.rebuild(apply_curve(planes.color, curve))

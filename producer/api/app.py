@@ -27,6 +27,7 @@ from producer.api.limits import Limits
 from producer.api.openapi import document
 from producer.api.outputs import Outputs
 from producer.api_keys import KeyRing
+from storage.formats import apply_limits
 from transport.embedded import connect, redis_url
 from transport.intake import Intake
 from transport.keyspace import Keyspace
@@ -75,6 +76,7 @@ def build_context(settings: Settings, options: ApiOptions) -> ApiContext:
     import redis.asyncio
 
     keys = Keyspace(settings.key_prefix)
+    apply_limits(settings)  # Pillow's bomb limit = max_input_pixels for every upload read
     sync = connect(settings)
     url = redis_url(settings)
     # Two pools: the request path's, and the one waits and event streams read through

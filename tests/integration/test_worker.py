@@ -66,6 +66,10 @@ def test_a_job_runs_end_to_end(
     assert record.queued_at <= record.running_at <= record.succeeded_at  # type: ignore[operator]
 
 
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
 def png_header_claiming(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     chunk = b"IHDR" + ihdr
@@ -74,7 +78,7 @@ def png_header_claiming(width: int, height: int) -> bytes:
         + struct.pack(">I", len(ihdr))
         + chunk
         + struct.pack(">I", zlib.crc32(chunk))
-        + b"\x00" * 64
+        + _chunk(b"IDAT", zlib.compress(b"\x00" * 64))  # a few bytes where GBs should be
     )
 
 

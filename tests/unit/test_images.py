@@ -38,10 +38,13 @@ def photo(size: tuple[int, int] = (96, 64), seed: int = 0) -> Image.Image:
 
 
 def png_header_only(width: int, height: int) -> bytes:
-    """A PNG signature and IHDR chunk claiming a size, with no pixel data at all."""
+    """A PNG claiming a size, with a few bytes of pixel data where gigabytes should be."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr
-    return b"\x89PNG\r\n\x1a\n" + chunk + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\0" * 64))
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def mean_colour(image: Image.Image) -> tuple[float, ...]:
@@ -61,10 +64,10 @@ def test_text_named_png_is_judged_by_content_not_name() -> None:
 @pytest.mark.parametrize(
     ("data", "looks_like"),
     [
-        (b"GIF89a\x01\x00\x01\x00\x00\x00\x00", "GIF image is not a supported format"),
+        (b"GIF89a\x01\x00\x01\x00\x00\x00\x00", "truncated or corrupt GIF"),
         (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", "PDF document is not an image"),
         (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>', "SVG drawing"),
-        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "HEIC image is not a supported"),
+        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "truncated or corrupt HEIF"),
         (b"\x00\x01\x02\x03\xfe\xfd\xfc\xfb", "unknown binary data .*00 01 02 03"),
     ],
 )

@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from jobs.errors import SchemaError
 from producer.sources import destination_uri, expand_sources
 
 
+def _tiny_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (16, 16)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+TINY_PNG = _tiny_png()
+IMAGE_NAMES = (".jpg", ".jpeg", ".png", ".webp")
+
+
 def touch(root: Path, *names: str) -> None:
+    """Image names get a real (tiny) image, since folders are judged by content."""
     for name in names:
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"not really an image; expansion never opens it")
+        image = name.lower().endswith(IMAGE_NAMES)
+        path.write_bytes(TINY_PNG if image else b"not an image; a folder scan skips it")
 
 
 @pytest.fixture
