@@ -18,7 +18,7 @@ import argparse
 import time
 from pathlib import Path
 
-from darkroom.samples import load_photo
+from samples.photos import load_photo
 from PIL import Image
 
 from bench.harness import Lab, lab, percentile, table

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from darkroom.samples import load_photo
+from samples.photos import load_photo
 from PIL import Image
 
 from bench.harness import table

@@ -18,7 +18,7 @@ from PIL import Image
 
 import producer.cli
 from testbed.workers import WorkerFactory
-from tests.integration.test_producer_support import Env, messages, new_env
+from tests.fixtures.cli import Env, messages, new_env
 from transport.embedded import EmbeddedRedis
 
 pytestmark = pytest.mark.integration
