@@ -71,13 +71,17 @@ class ModelStore:
         pipeline_class: str | None = None,
         license: str | None = None,
         components: dict[str, str] | None = None,
+        source: str | None = None,
     ) -> Manifest:
-        """Publish a model folder (or a hub id, downloaded first) as `name@version`."""
+        """Publish a model folder (or a hub id, downloaded first) as `name@version`.
+
+        `source` is recorded as where the release came from (default: the folder or hub id).
+        """
         # 1. the folder (a hub id is downloaded first, once the names are known good)
         check_name(name, "model name")
         check_name(version, "version")
         path = local_source(src, self.download_dir)
-        source = src if isinstance(src, str) and is_hub_id(src) else str(path)
+        source = source or (src if isinstance(src, str) and is_hub_id(src) else str(path))
         # 2. its manifest: sha256 of every file, class, variants sized from its weights
         manifest = release.describe(
             path,
