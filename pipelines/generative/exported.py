@@ -45,6 +45,7 @@ TENSOR_INPUTS = (
 )
 GUIDANCE = "guidance"
 BATCH = 1
+FLUX_TRANSFORMER = "FluxTransformer2DModel"
 
 
 def input_names(config: dict[str, Any]) -> list[str]:
@@ -53,12 +54,20 @@ def input_names(config: dict[str, Any]) -> list[str]:
 
 
 def read_config(folder: Path) -> dict[str, Any]:
-    """The transformer's saved `config.json` (diffusers layout: `<model>/transformer/`)."""
+    """The saved config of the model's FLUX transformer (`<model>/transformer/config.json`).
+
+    Raises:
+        ModelUnavailable: it is missing, unreadable, or not a `FluxTransformer2DModel`'s.
+    """
     path = folder / "transformer" / "config.json"
     try:
         config: dict[str, Any] = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ModelUnavailable(f"{path} is missing or unreadable: {exc}") from None
+    if config.get("_class_name") != FLUX_TRANSFORMER:
+        raise ModelUnavailable(
+            f"{path} is a {config.get('_class_name')}; exported variants run a {FLUX_TRANSFORMER}"
+        )
     return config
 
 

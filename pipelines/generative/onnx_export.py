@@ -94,8 +94,9 @@ def export_transformer(transformer: Any, out: Path) -> list[Path]:
     """Write `transformer` (a float32 `FluxTransformer2DModel`) as ONNX to `out`.
 
     Returns the files written: the graph `out` and its weights `out` + ".data".
-    Takes ~15 s for the tiny test model on one core; a full-size FLUX.1 transformer
-    needs its fp32 weights in host memory twice over (~100 GB).
+    Takes 15-20 s for the tiny test model on one core. A full-size FLUX.1 transformer
+    (12 B parameters) should need its fp32 weights in host memory about twice over,
+    ~100 GB (an estimate; not run on this project's machines).
 
     Raises:
         torch.onnx.errors.OnnxExporterError: the exporter failed.

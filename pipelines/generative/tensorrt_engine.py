@@ -31,8 +31,6 @@ from pipelines.generative.exported import (
 
 ENGINE_FILE = "tensorrt/transformer.engine"
 WORKSPACE_GB = 8.0
-TOKENS_PER_LATENT = 2 * 2 * 16 * 16
-"""Pixels per image token: FLUX packs 2x2 latents of an 8x-downsampled image (16 px)^2."""
 
 
 def missing_tensorrt(device: torch.device | None = None) -> str | None:
@@ -136,8 +134,8 @@ class TensorRTTransformer(ExportedFluxTransformer):
         super().__init__(config, device)
         import tensorrt as trt
 
-        self.runtime_ = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self.engine = self.runtime_.deserialize_cuda_engine(engine_path.read_bytes())
+        self.trt_runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.engine = self.trt_runtime.deserialize_cuda_engine(engine_path.read_bytes())
         if self.engine is None:
             raise ModelUnavailable(
                 f"TensorRT cannot load {engine_path}: built for another TensorRT version or "
