@@ -308,7 +308,12 @@ def export_onnx(
 @click.option("--tiers", default="a10,a100", show_default=True, help="tiers that run it")
 @click.option("--opt-side", default=512, show_default=True, help="image side tuned for (px)")
 @click.option("--max-side", default=1024, show_default=True, help="largest image side (px)")
-@click.option("--fp16/--fp32", default=True, show_default=True, help="let TensorRT use fp16")
+@click.option(
+    "--fp16/--fp32",
+    default=False,
+    show_default=True,
+    help="let TensorRT 10 pick fp16 kernels (TensorRT 11 builds the graph's own precision)",
+)
 @click.option("--min-psnr", default=30.0, show_default=True, help="refuse below this score (dB)")
 @click.pass_context
 def build_engine(

@@ -82,7 +82,7 @@ def publish_engine(
     target: Target,
     profile: TokenProfile,
     *,
-    fp16: bool = True,
+    fp16: bool = False,
 ) -> Manifest:
     """Build a TensorRT engine from the `onnx_variant` of `ref` and publish it (CUDA only).
 

@@ -86,10 +86,14 @@ def build_engine(
     config: dict[str, Any],
     profile: TokenProfile,
     *,
-    fp16: bool = True,
+    fp16: bool = False,
     workspace_gb: float = WORKSPACE_GB,
 ) -> Path:
     """Build a TensorRT engine for the exported transformer at `onnx_path`.
+
+    The engine computes in the graph's precision (float32 as exported). `fp16` sets
+    TensorRT 10's FP16 builder flag; TensorRT 11 removed it (networks are strongly
+    typed: convert the ONNX graph to fp16 first, e.g. with ModelOpt AutoCast).
 
     Raises:
         ModelUnavailable: TensorRT or CUDA is missing, the parser rejects the graph,
@@ -111,7 +115,10 @@ def build_engine(
     settings.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * 2**30))
     if fp16:
         if not hasattr(trt.BuilderFlag, "FP16"):
-            raise ModelUnavailable("this TensorRT has no FP16 builder flag; build with fp16 off")
+            raise ModelUnavailable(
+                f"TensorRT {trt.__version__} has no FP16 builder flag (it builds the graph's "
+                "own precision): build with --fp32, or convert the ONNX graph to fp16 first"
+            )
         settings.set_flag(trt.BuilderFlag.FP16)
     shapes = builder.create_optimization_profile()
     for name, (low, opt, high) in profile.shapes(config).items():
