@@ -6,7 +6,9 @@ size and prompt length. The batch stays 1: with a symbolic batch, `torch.export`
 fails inside the transformer (a guard `Eq(1, batch)`, measured with torch 2.13 and
 diffusers 0.42), and a job edits one image. Weights go to an external-data file beside
 the graph (`transformer.onnx.data`): protobuf caps a single file at 2 GB and FLUX.1's
-transformer is 24 GB in bf16.
+transformer is 24 GB in bf16. The rotary position embedding is exported in float32
+(`Float32Rope`): diffusers computes it in float64 except on MPS/NPU, and TensorRT has
+no float64, so a graph with it would parse for onnxruntime but not for TensorRT.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from diffusers.models.embeddings import get_1d_rotary_pos_embed
+from diffusers.models.transformers.transformer_flux import FluxPosEmbed
 
 from pipelines.generative.exported import BATCH, GUIDANCE, OUTPUT, input_names
 
@@ -24,7 +28,31 @@ ONNX_FILE = "onnx/transformer.onnx"
 EXAMPLE_IMAGE_TOKENS = 32
 EXAMPLE_TEXT_TOKENS = 12
 MAX_TOKENS = 1 << 16
-"""Upper bound of the symbolic token axes (256 K px of latents per side is far beyond use)."""
+"""Upper bound of the symbolic token axes: Kontext at 2048 px (the largest `max_side`)
+feeds 2 x 128^2 = 32,768 image tokens."""
+
+
+class Float32Rope(FluxPosEmbed):  # type: ignore[misc]
+    """FLUX's rotary position embedding (`FluxPosEmbed`) computed in float32, as diffusers
+    does on MPS and NPU: ids (tokens, 3) -> (cos, sin), each (tokens, sum(axes_dim))."""
+
+    # diffusers annotates FluxPosEmbed.forward as returning one tensor; it returns two.
+    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        pos = ids.float()
+        pairs = [
+            get_1d_rotary_pos_embed(
+                dim,
+                pos[:, axis],  # type: ignore[arg-type]  # annotated ndarray | int; takes tensors
+                theta=self.theta,
+                repeat_interleave_real=True,
+                use_real=True,
+                freqs_dtype=torch.float32,
+            )
+            for axis, dim in enumerate(self.axes_dim)
+        ]
+        cos = torch.cat([c for c, _ in pairs], dim=-1)
+        sin = torch.cat([s for _, s in pairs], dim=-1)
+        return cos, sin
 
 
 class _KeywordForward(torch.nn.Module):
@@ -94,6 +122,7 @@ def export_transformer(transformer: Any, out: Path) -> list[Path]:
     """Write `transformer` (a float32 `FluxTransformer2DModel`) as ONNX to `out`.
 
     Returns the files written: the graph `out` and its weights `out` + ".data".
+    `transformer.pos_embed` is swapped for `Float32Rope` while it exports.
     Takes 15-20 s for the tiny test model on one core. A full-size FLUX.1 transformer
     (12 B parameters) should need its fp32 weights in host memory about twice over,
     ~100 GB (an estimate; not run on this project's machines).
@@ -103,8 +132,17 @@ def export_transformer(transformer: Any, out: Path) -> list[Path]:
     """
     config = dict(transformer.config)
     names = input_names(config)
-    module = _KeywordForward(transformer.eval().float()).eval()
+    rope = transformer.pos_embed
+    transformer.pos_embed = Float32Rope(rope.theta, rope.axes_dim)
     out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _export(_KeywordForward(transformer.eval().float()).eval(), config, names, out)
+    finally:
+        transformer.pos_embed = rope
+    return [p for p in (out, out.with_name(out.name + ".data")) if p.exists()]
+
+
+def _export(module: torch.nn.Module, config: dict[str, Any], names: list[str], out: Path) -> None:
     with warnings.catch_warnings():
         # The exporter warns that the two token axes share their bounds; that is intended.
         warnings.simplefilter("ignore", UserWarning)
@@ -126,4 +164,3 @@ def export_transformer(transformer: Any, out: Path) -> list[Path]:
             optimize=False,
             verbose=False,
         )
-    return [p for p in (out, out.with_name(out.name + ".data")) if p.exists()]
