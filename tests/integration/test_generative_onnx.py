@@ -85,6 +85,24 @@ def test_the_onnx_variant_is_published_first_for_its_tiers_with_hashes_and_a_sco
     assert store.verify(onnx_kontext.ref) == []
 
 
+def test_the_graph_has_symbolic_token_axes_and_no_float64_for_tensorrt(
+    tiny_models: Any, onnx_kontext: Manifest
+) -> None:
+    import onnx
+
+    local = tiny_models.store.pull(onnx_kontext.ref)
+    graph = onnx.load(str(local.path / "onnx/transformer.onnx"), load_external_data=False)
+    inputs = {
+        i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+        for i in graph.graph.input
+    }
+    assert inputs["hidden_states"][:2] == [1, "image_tokens"]
+    assert inputs["txt_ids"][0] == "text_tokens"
+    typed = onnx.shape_inference.infer_shapes(graph).graph
+    tensors = [*typed.value_info, *typed.input, *typed.output]
+    assert all(t.type.tensor_type.elem_type != onnx.TensorProto.DOUBLE for t in tensors)
+
+
 def test_same_seed_same_edit_from_onnxruntime_and_torch(on_tier: Any) -> None:
     # The cpu tier runs the onnx variant, the a10 tier fp32 torch, of the same release.
     onnx_models, torch_models = on_tier("cpu"), on_tier("a10")
