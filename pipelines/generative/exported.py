@@ -117,14 +117,7 @@ class ExportedFluxTransformer(ModelMixin):  # type: ignore[misc]
             InputInvalid: the pipeline asked for what the graph cannot do (batch > 1,
                 LoRA scales, IP-Adapter embeddings, ControlNet residuals).
         """
-        used = {k: v for k, v in unsupported.items() if v is not None and v is not False}
-        if joint_attention_kwargs or used or hidden_states.shape[0] != BATCH:
-            asked = sorted([*(joint_attention_kwargs or {}), *used])
-            raise InputInvalid(
-                f"the {self.runtime} transformer runs one image at a time with no LoRA, "
-                f"IP-Adapter or ControlNet inputs (asked: batch {hidden_states.shape[0]}, "
-                f"{', '.join(asked) or 'nothing else'}); use a torch variant for those"
-            )
+        self._refuse_unsupported(hidden_states.shape[0], joint_attention_kwargs, unsupported)
         given = {
             "hidden_states": hidden_states,
             "encoder_hidden_states": encoder_hidden_states,
@@ -136,6 +129,18 @@ class ExportedFluxTransformer(ModelMixin):  # type: ignore[misc]
         }
         sample = self._run({name: given[name] for name in self.inputs}).to(hidden_states.dtype)
         return Transformer2DModelOutput(sample=sample) if return_dict else (sample,)
+
+    def _refuse_unsupported(
+        self, batch: int, attention: dict[str, Any] | None, extra: dict[str, Any]
+    ) -> None:
+        used = [k for k, v in extra.items() if v is not None and v is not False]
+        if attention or used or batch != BATCH:
+            asked = sorted([*(attention or {}), *used])
+            raise InputInvalid(
+                f"the {self.runtime} transformer runs one image at a time with no LoRA, "
+                f"IP-Adapter or ControlNet inputs (asked: batch {batch}, "
+                f"{', '.join(asked) or 'nothing else'}); use a torch variant for those"
+            )
 
     def _run(self, feeds: dict[str, torch.Tensor | None]) -> torch.Tensor:
         """The graph's `sample` output for `feeds` (input name -> tensor)."""
