@@ -52,7 +52,8 @@ def edit(models: ResidentModels, image: Image.Image, seed: int = 3) -> tuple[np.
 
 
 @pytest.fixture
-def on_tier(tiny_models: Any) -> Any:
+def on_tier(tiny_models: Any, onnx_kontext: Manifest) -> Any:
+    """Resident caches on CPU playing a tier, with `kontext-onnx@tiny` published."""
     made: list[ResidentModels] = []
 
     def make(tier: str) -> ResidentModels:
