@@ -2,7 +2,7 @@
 with sha256 and a parity score, and run by the pipeline through onnxruntime.
 
 Parity, measured on the tiny model (2 cores, torch 2.13, onnxruntime 1.32): one
-transformer call differs from torch by at most ~5e-6; a whole seeded edit by at most
+transformer call differs from torch by ~1e-6; a whole seeded edit by at most
 ~0.001 of an 8-bit level before rounding (PSNR > 100 dB, reported as the 100 dB cap).
 The tests allow 1 level after rounding to 8 bits and 1e-4 per transformer output.
 """
