@@ -258,6 +258,9 @@ def gc(ctx: click.Context, grace_hours: float, cache_only: bool) -> None:
         click.echo(f"  {key}")
 
 
+SIDES = click.IntRange(16, 2048)  # 2048: the largest max_side a generative job may ask for
+
+
 def _tiers(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
@@ -269,8 +272,14 @@ def _tiers(text: str) -> list[str]:
 @click.option("--variant-name", default="onnx", show_default=True, help="name of the new variant")
 @click.option("--tiers", default="cpu", show_default=True, help="tiers that run it (comma list)")
 @click.option("--min-psnr", default=40.0, show_default=True, help="refuse below this score (dB)")
-@click.option("--side", default=128, show_default=True, help="size of the scoring edit (px)")
-@click.option("--steps", default=4, show_default=True, help="steps of the scoring edit")
+@click.option(
+    "--side",
+    default=128,
+    show_default=True,
+    type=click.IntRange(32, 2048),
+    help="width of the scoring edit (px, rounded down to 16)",
+)
+@click.option("--steps", default=4, show_default=True, type=click.IntRange(1, 50), help="its steps")
 @click.pass_context
 def export_onnx(
     ctx: click.Context,
@@ -306,8 +315,12 @@ def export_onnx(
 @click.option("--name", help="model name to publish under; default: REF's")
 @click.option("--variant-name", default="trt", show_default=True, help="name of the new variant")
 @click.option("--tiers", default="a10,a100", show_default=True, help="tiers that run it")
-@click.option("--opt-side", default=512, show_default=True, help="image side tuned for (px)")
-@click.option("--max-side", default=1024, show_default=True, help="largest image side (px)")
+@click.option(
+    "--opt-side", default=512, show_default=True, type=SIDES, help="image side tuned for (px)"
+)
+@click.option(
+    "--max-side", default=1024, show_default=True, type=SIDES, help="largest image side (px)"
+)
 @click.option(
     "--fp16/--fp32",
     default=False,
@@ -334,6 +347,10 @@ def build_engine(
     Needs the tensorrt package and a CUDA GPU (the engine is built for this machine's
     card and TensorRT version); elsewhere it refuses and exits 1.
     """
+    if opt_side > max_side:
+        raise click.BadParameter(
+            f"{opt_side} is over --max-side {max_side}", param_hint="--opt-side"
+        )
     store = _store(ctx)
     manifest = store.resolve(ref)
     kinds = {v.name: v.kind for v in manifest.variants}
