@@ -81,6 +81,13 @@ def test_a_tensorrt_variant_refuses_to_load_on_a_worker_without_tensorrt(
     assert cache.resident() == []
 
 
+def test_build_engine_refuses_a_tuning_size_over_its_largest(tmp_path: Path) -> None:
+    argv = ["--store", str(tmp_path / "store"), "build-engine", "kontext@1", "--variant", "onnx"]
+    result = CliRunner().invoke(models, [*argv, "--opt-side", "1024", "--max-side", "512"])
+    assert result.exit_code == 2
+    assert "1024 is over --max-side 512" in result.output
+
+
 def test_the_engine_profile_spans_the_token_counts_of_the_sizes_asked_for() -> None:
     config = {
         "in_channels": 64,
