@@ -203,9 +203,11 @@ def _publish(
 
 @contextmanager
 def _staged(store: ModelStore, manifest: Manifest) -> Iterator[Path]:
-    """A scratch copy of the published files of `manifest` (hard links where possible)."""
+    """A scratch copy of the published files of `manifest`: hard links to the cached copy
+    (the scratch folder sits beside the cache, on its file system), else copies."""
     local = store.pull(manifest.ref)
-    with tempfile.TemporaryDirectory(prefix="darkroom-export-") as scratch:
+    beside = store.cache.root.parent
+    with tempfile.TemporaryDirectory(prefix=".darkroom-export-", dir=beside) as scratch:
         folder = Path(scratch) / "model"
         with local.in_use():
             for entry in manifest.files:
