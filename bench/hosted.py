@@ -18,13 +18,13 @@ import argparse
 import time
 from pathlib import Path
 
-from samples.photos import load_photo
 from PIL import Image
 
 from bench.harness import Lab, lab, percentile, table
 from jobs import Job, Lane, OutputSpec, Recipe, Step, queue_name, route
 from jobs.settings import Settings
 from producer.overflow import place
+from samples.photos import load_photo
 from testbed.genai_standin import GeminiStandIn, start_standin
 from transport.estimates import WaitEstimate, publish
 from transport.keyspace import Keyspace

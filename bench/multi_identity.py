@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from samples.photos import load_photo
 from PIL import Image
 
 from bench.harness import table
@@ -36,6 +35,7 @@ from pipelines.identity.gate import IdentityMatcher
 from pipelines.multi_identity import MultiIdentity, multi_identity
 from pipelines.multi_identity.people import find_people
 from pipelines.portrait.nets import face_analyzer
+from samples.photos import load_photo
 from workers.resident import ResidentModels
 
 

@@ -1,4 +1,6 @@
-"""`darkroom models`: publish, list, show, pull, promote, roll back, verify and gc models.
+"""`darkroom models`: publish, list, show, pull, promote, roll back, verify and gc models;
+export a model's transformer to ONNX and build TensorRT engines from it (`export-onnx`,
+`build-engine`, which import torch only when run).
 
 A CLI module only: the model store itself is `model_store`; this wires it to click.
 
@@ -9,6 +11,8 @@ imports torch.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -232,6 +236,128 @@ def gc(ctx: click.Context, grace_hours: float, cache_only: bool) -> None:
     click.echo(f"store: {len(report.store_removed)} unreferenced file(s) deleted")
     for key in report.store_removed:
         click.echo(f"  {key}")
+
+
+SIDES = click.IntRange(16, 2048)  # 2048: the largest max_side a generative job may ask for
+
+
+def _tiers(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+@models.command("export-onnx")
+@click.argument("ref")
+@click.option("--version", "version", required=True, help="version to publish, e.g. 2025-06-onnx")
+@click.option("--name", help="model name to publish under; default: REF's")
+@click.option("--variant-name", default="onnx", show_default=True, help="name of the new variant")
+@click.option("--tiers", default="cpu", show_default=True, help="tiers that run it (comma list)")
+@click.option("--min-psnr", default=40.0, show_default=True, help="refuse below this score (dB)")
+@click.option(
+    "--side",
+    default=128,
+    show_default=True,
+    type=click.IntRange(32, 2048),
+    help="width of the scoring edit (px, rounded down to 16)",
+)
+@click.option("--steps", default=4, show_default=True, type=click.IntRange(1, 50), help="its steps")
+@click.pass_context
+def export_onnx(
+    ctx: click.Context,
+    ref: str,
+    version: str,
+    name: str | None,
+    variant_name: str,
+    tiers: str,
+    min_psnr: float,
+    side: int,
+    steps: int,
+) -> None:
+    """Export REF's FLUX transformer to ONNX and publish it as an onnx variant.
+
+    The new version holds REF's files plus the ONNX graph and weights; the onnx variant
+    is scored against the torch model (PSNR and max abs diff of the same seeded edit)
+    and refused below --min-psnr. It comes first, so the tiers it names run it.
+    """
+    from pipelines.generative.parity import ParityCase
+    from pipelines.generative.publish_exported import Target, publish_onnx
+
+    store = _store(ctx)
+    target = Target(version, name, variant_name, _tiers(tiers), min_psnr, ParityCase(side, steps))
+    manifest = publish_onnx(store, ref, target)
+    click.echo(f"published {_summary(manifest)} to {store.uri}")
+    click.echo(f"score: {manifest.variants[0].options['score']}")
+
+
+@models.command("build-engine")
+@click.argument("ref")
+@click.option("--variant", "onnx_variant", required=True, help="the onnx variant of REF to build")
+@click.option("--version", "version", help="version to publish; default: <REF's version>-trt")
+@click.option("--name", help="model name to publish under; default: REF's")
+@click.option("--variant-name", default="trt", show_default=True, help="name of the new variant")
+@click.option("--tiers", default="a10,a100", show_default=True, help="tiers that run it")
+@click.option(
+    "--opt-side", default=512, show_default=True, type=SIDES, help="image side tuned for (px)"
+)
+@click.option(
+    "--max-side", default=1024, show_default=True, type=SIDES, help="largest image side (px)"
+)
+@click.option(
+    "--fp16/--fp32",
+    default=False,
+    show_default=True,
+    help="let TensorRT 10 pick fp16 kernels (TensorRT 11 builds the graph's own precision)",
+)
+@click.option("--min-psnr", default=30.0, show_default=True, help="refuse below this score (dB)")
+@click.pass_context
+def build_engine(
+    ctx: click.Context,
+    ref: str,
+    onnx_variant: str,
+    version: str | None,
+    name: str | None,
+    variant_name: str,
+    tiers: str,
+    opt_side: int,
+    max_side: int,
+    fp16: bool,
+    min_psnr: float,
+) -> None:
+    """Build a TensorRT engine from an onnx variant of REF and publish it as a tensorrt variant.
+
+    Needs the tensorrt package and a CUDA GPU (the engine is built for this machine's
+    card and TensorRT version); elsewhere it refuses and exits 1.
+    """
+    if opt_side > max_side:
+        raise click.BadParameter(
+            f"{opt_side} is over --max-side {max_side}", param_hint="--opt-side"
+        )
+    store = _store(ctx)
+    manifest = store.resolve(ref)
+    kinds = {v.name: v.kind for v in manifest.variants}
+    if kinds.get(onnx_variant) != "onnx":
+        onnx = [n for n, k in kinds.items() if k == "onnx"]
+        raise click.ClickException(
+            f"{manifest.ref} has no onnx variant {onnx_variant!r} (its onnx variants: "
+            f"{', '.join(onnx) or 'none'}); publish one with `darkroom models export-onnx`"
+        )
+    if importlib.util.find_spec("tensorrt") is None:
+        raise click.ClickException(
+            "cannot build a TensorRT engine here: the tensorrt package is not installed "
+            "(it needs CUDA); run this on a GPU machine with tensorrt-cu12 installed"
+        )
+    from pipelines.generative.publish_exported import Target, publish_engine
+    from pipelines.generative.tensorrt_engine import TokenProfile, missing_tensorrt
+
+    reason = missing_tensorrt()
+    if reason:
+        raise click.ClickException(f"cannot build a TensorRT engine here: {reason}")
+    target = Target(
+        version or f"{manifest.version}-trt", name, variant_name, _tiers(tiers), min_psnr
+    )
+    profile = TokenProfile.for_sides(opt_side, max_side)
+    published = publish_engine(store, manifest.ref, onnx_variant, target, profile, fp16=fp16)
+    click.echo(f"published {_summary(published)} to {store.uri}")
+    click.echo(f"score: {published.variants[0].options['score']}")
 
 
 # Commands implemented below model_store in the layering (they need torch) are attached here,

@@ -22,3 +22,7 @@ class AliasError(ModelStoreError):
 
 class SourceError(ModelStoreError):
     """The folder or hub id given to publish cannot be read."""
+
+
+class VariantRefused(ModelStoreError):
+    """A variant scored worse at publish time than its gate allows; nothing was published."""

@@ -71,8 +71,11 @@ class ModelStore:
         pipeline_class: str | None = None,
         license: str | None = None,
         components: dict[str, str] | None = None,
+        source: str | None = None,
     ) -> Manifest:
         """Publish a model folder (or a hub id, downloaded first) as `name@version`.
+
+        `source` is recorded as where the release came from (default: the folder or hub id).
 
         Raises:
             VersionExists: `name@version` is published with different content.
@@ -83,7 +86,7 @@ class ModelStore:
         check_name(name, "model name")
         check_name(version, "version")
         path = local_source(src, self.download_dir)
-        source = src if isinstance(src, str) and is_hub_id(src) else str(path)
+        source = source or (src if isinstance(src, str) and is_hub_id(src) else str(path))
         # 2. its manifest: sha256 of every file, class, variants sized from its weights
         manifest = release.describe(
             path,

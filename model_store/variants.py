@@ -37,7 +37,7 @@ BYTES_PER_PARAM: dict[str, float] = {
     "fp8": 1,
     "int8_weight_only": 1,
     "nf4": 0.5,
-    "onnx": 2,  # exported at fp16, the usual for serving
+    "onnx": 4,  # `darkroom models export-onnx` writes float32 weights
     "tensorrt": 2,
 }
 PRECISION_OF = {

@@ -4,8 +4,10 @@ A manifest's variant names a `kind` (fp32, bf16, fp16, fp8, int8_weight_only, nf
 onnx, tensorrt). Each kind maps to a loader that turns the variant into the
 arguments of diffusers' `from_pretrained`: the compute dtype and, for quantized
 kinds, a `PipelineQuantizationConfig` for the components the variant names
-(`options["quantize"]`, default: the denoiser). `load_pipeline` then moves the
-pipeline to the device and compiles the denoiser when the variant asks for it.
+(`options["quantize"]`, default: the denoiser). `onnx` and `tensorrt` variants
+instead hand `from_pretrained` a ready transformer that runs the variant's exported
+file (`exported.py`), so the torch transformer is never loaded. `load_pipeline` then
+moves the pipeline to the device and compiles the denoiser when the variant asks.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ class LoadArgs:
     quantization: PipelineQuantizationConfig | None = None
     movable: bool = True
     """False for bitsandbytes weights, which are placed on the GPU as they load."""
+    built: Callable[[Path], dict[str, Any]] | None = None
+    """Model folder -> components built here rather than by `from_pretrained` (an
+    exported transformer)."""
 
 
 VariantLoader = Callable[[Variant, torch.device, list[str]], LoadArgs]
@@ -104,11 +109,64 @@ def bitsandbytes_nf4(variant: Variant, device: torch.device, components: list[st
     return LoadArgs(dtype, quant, movable=False)
 
 
-def needs_tensorrt(variant: Variant, device: torch.device, components: list[str]) -> LoadArgs:
+def variant_file(variant: Variant, suffixes: tuple[str, ...]) -> str:
+    """The path (inside the model folder) of the variant's file ending in one of `suffixes`."""
+    for entry in variant.files:
+        if entry.path.endswith(suffixes):
+            return entry.path
     raise ModelUnavailable(
-        f"variant {variant.name} ({variant.kind}) needs a GPU worker with TensorRT; this worker "
-        f"runs on {device.type} without it: run the job on a tier whose variant is a torch kind"
+        f"variant {variant.name} ({variant.kind}) lists no {' or '.join(suffixes)} file; "
+        "publish it with `darkroom models export-onnx` or `darkroom models build-engine`"
     )
+
+
+def _exported(variant: Variant) -> None:
+    if variant.compile:
+        raise ModelUnavailable(
+            f"variant {variant.name} ({variant.kind}) is already compiled; drop compile=true"
+        )
+    if variant.options.get("component", "transformer") != "transformer":
+        raise ModelUnavailable(
+            f"variant {variant.name}: only an exported transformer is supported, "
+            f"not {variant.options['component']!r}"
+        )
+
+
+def onnxruntime_transformer(
+    variant: Variant, device: torch.device, components: list[str]
+) -> LoadArgs:
+    """The transformer as an onnxruntime session over the variant's `.onnx` file."""
+    _exported(variant)
+    graph = variant_file(variant, (".onnx",))
+
+    def build(path: Path) -> dict[str, Any]:
+        from pipelines.generative.exported import OnnxRuntimeTransformer, read_config
+
+        return {"transformer": OnnxRuntimeTransformer(path / graph, read_config(path), device)}
+
+    return LoadArgs(torch.float32, built=build)
+
+
+def tensorrt_transformer(variant: Variant, device: torch.device, components: list[str]) -> LoadArgs:
+    """The transformer as a TensorRT engine (the variant's `.engine` file); CUDA only."""
+    from pipelines.generative.tensorrt_engine import missing_tensorrt
+
+    reason = missing_tensorrt(device)
+    if reason:
+        raise ModelUnavailable(
+            f"variant {variant.name} (tensorrt) cannot load here: {reason}; run the job on a "
+            "GPU tier with TensorRT, or on a tier whose variant is a torch or onnx kind"
+        )
+    _exported(variant)
+    engine = variant_file(variant, (".engine", ".plan"))
+
+    def build(path: Path) -> dict[str, Any]:
+        from pipelines.generative.exported import read_config
+        from pipelines.generative.tensorrt_engine import TensorRTTransformer
+
+        return {"transformer": TensorRTTransformer(path / engine, read_config(path), device)}
+
+    return LoadArgs(torch.float32, built=build)
 
 
 # fp8: weight-only float8 runs anywhere torchao does; a variant may ask for float8
@@ -135,8 +193,8 @@ LOADERS: dict[str, VariantLoader] = {
     "fp8": float8,
     "int8_weight_only": torchao_weight_only("Int8WeightOnlyConfig"),
     "nf4": bitsandbytes_nf4,
-    "onnx": needs_tensorrt,
-    "tensorrt": needs_tensorrt,
+    "onnx": onnxruntime_transformer,
+    "tensorrt": tensorrt_transformer,
 }
 
 
@@ -160,8 +218,13 @@ def load_pipeline(
     denoiser = denoiser_name(path)
     components = list(variant.options.get("quantize", [denoiser]))
     args = loader(variant, device, components)
+    built = args.built(path) if args.built else {}
     pipe = cls.from_pretrained(
-        path, dtype=args.dtype, quantization_config=args.quantization, local_files_only=True
+        path,
+        dtype=args.dtype,
+        quantization_config=args.quantization,
+        local_files_only=True,
+        **built,
     )
     if args.movable:
         pipe.to(device)

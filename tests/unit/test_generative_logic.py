@@ -155,12 +155,15 @@ def test_quantized_kinds_quantize_the_named_components() -> None:
     assert fp8.quantization is not None and set(fp8.quantization.quant_mapping) == {"unet"}
 
 
-@pytest.mark.parametrize(
-    ("kind", "complaint"), [("nf4", "CUDA"), ("onnx", "TensorRT"), ("tensorrt", "TensorRT")]
-)
+@pytest.mark.parametrize(("kind", "complaint"), [("nf4", "CUDA"), ("tensorrt", "TensorRT")])
 def test_kinds_this_cpu_cannot_run_say_what_they_need(kind: str, complaint: str) -> None:
     with pytest.raises(ModelUnavailable, match=complaint):
         LOADERS[kind](variant(kind), CPU, ["transformer"])
+
+
+def test_an_onnx_variant_runs_on_cpu_but_needs_its_graph_file() -> None:
+    with pytest.raises(ModelUnavailable, match=r"lists no \.onnx file"):
+        LOADERS["onnx"](variant("onnx"), CPU, ["transformer"])
 
 
 def test_an_unknown_dtype_or_fp8_mode_is_refused() -> None:
