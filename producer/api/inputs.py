@@ -104,7 +104,7 @@ def vet_upload(data: bytes, key: ApiKey, settings: Settings, name: str | None) -
         raise ApiError(
             415,
             f"upload{f' {name!r}' if name else ''} is {sniffed.kind}, not a supported image; "
-            "send JPEG, PNG, WebP, TIFF or BMP",
+            "send JPEG, PNG, WebP, TIFF, GIF, BMP, HEIC or AVIF",
             code="unsupported_image",
         )
     # 3. dimensions from the header, under the key's pixel cap

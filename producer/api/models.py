@@ -34,9 +34,18 @@ class RecipeIn(_Strict):
 
 
 class OutputIn(_Strict):
-    format: Literal["webp", "jpeg", "png"] = "webp"
+    format: Literal["webp", "jpeg", "png", "tiff"] = "webp"
     quality: int = Field(90, ge=1, le=100)
     lossless: bool = False
+    metadata: Literal["keep", "strip"] | None = Field(
+        None, description="keep (default): EXIF, XMP, IPTC copyright, dpi, ICC; strip: ICC only"
+    )
+    bit_depth: Literal[8, 16] | None = Field(
+        None, description="PNG/TIFF bits per sample; default: 16 when the input had 16"
+    )
+    frames: Literal["all", "first"] | None = Field(
+        None, description="all (default): every page or animation frame; first: the first only"
+    )
 
 
 class JobOptions(_Strict):

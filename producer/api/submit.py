@@ -97,6 +97,9 @@ def build_job(
         format=options.output.format,
         quality=options.output.quality,
         lossless=options.output.lossless,
+        metadata=options.output.metadata,
+        bit_depth=options.output.bit_depth,
+        frames=options.output.frames,
         uri=ctx.outputs.outputs_uri(key.tenant),
         key=job_id,
     )

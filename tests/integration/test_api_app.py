@@ -473,3 +473,29 @@ def test_a_key_limited_to_some_ops_is_refused_others(
         "/v1/jobs", json={"input": URL, "ops": [{"op": "denoise"}]}, headers=headers
     )
     assert denied.status_code == 403 and "denoise" in denied.json()["error"]["message"]
+
+
+def test_an_archive_asks_the_api_for_16_bit_tiff_with_metadata_stripped(
+    client: TestClient, redis_client: redis.Redis
+) -> None:
+    headers = key_for(redis_client, "archive")
+    output = {"format": "tiff", "bit_depth": 16, "metadata": "strip", "frames": "first"}
+    answer = client.post(
+        "/v1/jobs",
+        headers=headers,
+        files={"image": ("a.png", png(), "image/png")},
+        data={"job": json.dumps({**SHARPEN, "output": output})},
+    )
+    assert answer.status_code == 202, answer.text
+    job = stored_job(redis_client, answer.json()["id"])
+    assert (job.output.format, job.output.bit_depth) == ("tiff", 16)
+    assert (job.output.metadata, job.output.frames) == ("strip", "first")
+    assert job.output.extension == "tif"
+
+    refused = client.post(
+        "/v1/jobs",
+        headers=headers,
+        files={"image": ("a.png", png(), "image/png")},
+        data={"job": json.dumps({**SHARPEN, "output": {"format": "tiff", "bit_depth": 12}})},
+    )
+    assert refused.status_code == 422 and "bit_depth" in refused.text
