@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -33,6 +33,9 @@ class Needs:
 
 CPU = Needs()
 
+MAX_EXTRA_INPUTS = 8
+"""The most extra images one job carries (`Job.extra_inputs`' bound)."""
+
 
 @dataclass(frozen=True)
 class OpSpec:
@@ -43,6 +46,10 @@ class OpSpec:
     family: str = "classic"  # the `pipelines` module that implements it
     needs_for: Callable[[Any], Needs] | None = None
     """Needs that depend on params (e.g. which model an op runs); else `needs`."""
+    extra_inputs: int = 0
+    """How many of the job's extra images the op reads (0: it takes none)."""
+    extra_role: str = ""
+    """What those extra images are to the op, for messages (e.g. "reference images")."""
 
     def needs_of(self, raw: dict[str, Any]) -> Needs:
         return self.needs if self.needs_for is None else self.needs_for(self.validate(raw))
@@ -76,6 +83,36 @@ def register(spec: OpSpec) -> OpSpec:
         raise ValueError(f"op {spec.name!r} is already in the catalogue")
     CATALOGUE[spec.name] = spec
     return spec
+
+
+def check_extra_inputs(ops: Sequence[str], count: int) -> None:
+    """Whether a recipe of `ops` can use `count` extra images (after the job's input).
+
+    Every step reads the same extra images, so each op that reads any must take them all,
+    and a recipe with extra images needs at least one op that reads them.
+
+    Raises:
+        SchemaError: no op of the recipe takes extra images, or one takes fewer than
+            `count`; the message names the op and what it takes.
+    """
+    if count <= 0:
+        return
+    specs = [get_op(name) for name in dict.fromkeys(ops)]
+    readers = [spec for spec in specs if spec.extra_inputs > 0]
+    if not readers:
+        takers = ", ".join(sorted(n for n, s in CATALOGUE.items() if s.extra_inputs > 0))
+        names = ", ".join(repr(s.name) for s in specs)
+        which = f"op {names} takes" if len(specs) == 1 else f"none of the ops {names} takes"
+        raise SchemaError(
+            f"{which} extra inputs, and this job has {count}; ops that take them: {takers}"
+        )
+    for spec in readers:
+        if count > spec.extra_inputs:
+            raise SchemaError(
+                f"op {spec.name!r} takes at most {spec.extra_inputs} extra input(s) "
+                f"({spec.extra_role}), so {1 + spec.extra_inputs} images in all with the "
+                f"input; this job has {count} extra inputs, {1 + count} images in all"
+            )
 
 
 def get_op(name: str) -> OpSpec:

@@ -78,6 +78,8 @@ for _spec in (
         CPU,
         "cut the person out: transparent, a colour, or another image behind",
         family="portrait",
+        extra_inputs=1,
+        extra_role="the replacement background, with background='image'",
     ),
 ):
     register(_spec)
