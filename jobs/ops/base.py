@@ -102,7 +102,7 @@ def check_extra_inputs(ops: Sequence[str], count: int) -> None:
     if not readers:
         takers = ", ".join(sorted(n for n, s in CATALOGUE.items() if s.extra_inputs > 0))
         names = ", ".join(repr(s.name) for s in specs)
-        which = f"op {names} takes" if len(specs) == 1 else f"none of the ops {names} takes"
+        which = f"op {names} takes no" if len(specs) == 1 else f"none of the ops {names} takes"
         raise SchemaError(
             f"{which} extra inputs, and this job has {count}; ops that take them: {takers}"
         )

@@ -124,8 +124,9 @@ class IntakeRunner:
             return
         # 2. the input and the extra images, under the key's caps
         try:
+            source = self.fetch(job, key)
             extras = [self.fetch_extra(uri, n, key) for n, uri in enumerate(job.extra_inputs, 1)]
-            job = job.model_copy(update={"input": self.fetch(job, key), "extra_inputs": extras})
+            job = job.model_copy(update={"input": source, "extra_inputs": extras})
         except JobError as exc:
             self._refused(tenant, job, raw, exc)
             return
