@@ -62,7 +62,9 @@ def submit(
     files = [("image", ("0.png", images[0], "image/png"))]
     files += [("extra_image", (f"{n}.png", im, "image/png")) for n, im in enumerate(images[1:])]
     options = {"ops": [{"op": op, "params": params}], "seed": 21, "output": {"format": "png"}}
-    answer = client.post("/v1/jobs", headers=headers, files=files, data={"job": json.dumps(options)})
+    answer = client.post(
+        "/v1/jobs", headers=headers, files=files, data={"job": json.dumps(options)}
+    )
     assert answer.status_code == 202, answer.text
     job_id: str = answer.json()["id"]
     return job_id
