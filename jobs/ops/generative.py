@@ -137,6 +137,7 @@ for _spec in (
         needs_for=_inpaint_needs,
         extra_inputs=1,
         extra_role="a mask image, when no box is given",
+        extra_inputs_for=lambda params: int(params.box is None),
     ),
 ):
     register(_spec)

@@ -80,6 +80,7 @@ for _spec in (
         family="portrait",
         extra_inputs=1,
         extra_role="the replacement background, with background='image'",
+        extra_inputs_for=lambda params: int(params.background == "image"),
     ),
 ):
     register(_spec)

@@ -74,7 +74,7 @@ def check_extras(recipe: Recipe, extras: Sequence[Extra], key: ApiKey, ctx: ApiC
     """422 when the recipe's ops take fewer extra images than sent; each named one checked
     as the job's input is (`check_input`)."""
     try:
-        check_extra_inputs([step.op for step in recipe.steps], len(extras))
+        check_extra_inputs([(s.op, s.params) for s in recipe.steps], len(extras))
     except SchemaError as exc:
         raise ApiError(422, str(exc)) from None
     for number, extra in enumerate(extras, start=1):

@@ -11,28 +11,37 @@ from jobs.ops.multi_identity import MAX_PEOPLE
 
 def test_no_extra_images_suit_every_recipe() -> None:
     for name in CATALOGUE:
-        check_extra_inputs([name], 0)
+        check_extra_inputs([(name, {})], 0)
 
 
 def test_ops_that_read_none_refuse_them_and_name_the_ops_that_do() -> None:
     with pytest.raises(SchemaError, match=r"^op 'resize' takes no extra inputs") as one:
-        check_extra_inputs(["resize"], 1)
+        check_extra_inputs([("resize", {})], 1)
     assert "multi_identity" in str(one.value) and "qwen_edit" in str(one.value)
     with pytest.raises(SchemaError, match="none of the ops 'crop', 'sharpen' takes"):
-        check_extra_inputs(["crop", "sharpen", "crop"], 2)
+        check_extra_inputs([("crop", {}), ("sharpen", {}), ("crop", {})], 2)
 
 
 def test_multi_identity_takes_up_to_four_people_in_all() -> None:
-    check_extra_inputs(["multi_identity"], MAX_PEOPLE - 1)
+    check_extra_inputs([("multi_identity", {})], MAX_PEOPLE - 1)
     with pytest.raises(SchemaError, match=r"5 images in all.*") as crowd:
-        check_extra_inputs(["multi_identity"], MAX_PEOPLE)
+        check_extra_inputs([("multi_identity", {})], MAX_PEOPLE)
     assert "1-4 people" in str(crowd.value)
 
 
 def test_a_recipe_with_several_readers_is_held_to_the_smallest() -> None:
-    check_extra_inputs(["resize", "qwen_edit"], 2)  # a step that reads none is fine beside
+    check_extra_inputs([("resize", {}), ("qwen_edit", {})], 2)  # a non-reader beside is fine
     with pytest.raises(SchemaError, match="'inpaint' takes at most 1"):
-        check_extra_inputs(["qwen_edit", "inpaint"], 2)
+        check_extra_inputs([("qwen_edit", {}), ("inpaint", {"prompt": "a hat"})], 2)
+
+
+def test_ops_that_read_an_extra_image_only_under_some_params_say_so() -> None:
+    check_extra_inputs([("remove_background", {"background": "image"})], 1)
+    with pytest.raises(SchemaError, match=r"with these params .*background='image'"):
+        check_extra_inputs([("remove_background", {})], 1)
+    check_extra_inputs([("inpaint", {"prompt": "a hat"})], 1)  # the mask
+    with pytest.raises(SchemaError, match="'inpaint' takes no extra inputs with these params"):
+        check_extra_inputs([("inpaint", {"prompt": "a hat", "box": [0, 0, 8, 8]})], 1)
 
 
 def test_every_op_that_reads_extra_images_says_what_they_are() -> None:
