@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from jobs.schema import Lane
 from producer.api.context import ApiOptions
@@ -191,9 +192,18 @@ def _extra(item: str | ExtraImage, number: int) -> ExtraPart:
 
 
 async def _from_form(request: Request) -> ParsedJob:
-    form = await request.form(
-        max_files=1 + MAX_EXTRA_UPLOADS, max_fields=len(FORM_FIELDS), max_part_size=FIELD_MAX_BYTES
-    )
+    try:
+        form = await request.form(
+            max_files=1 + MAX_EXTRA_UPLOADS,
+            max_fields=len(FORM_FIELDS),
+            max_part_size=FIELD_MAX_BYTES,
+        )
+    except HTTPException as exc:
+        if "Too many files" not in str(exc.detail):
+            raise
+        raise ApiError(
+            422, f"send one `image` part and at most {MAX_EXTRA_UPLOADS} `extra_image` parts"
+        ) from None
     unknown = sorted(set(form.keys()) - FORM_FIELDS)
     if unknown:
         raise ApiError(

@@ -153,6 +153,10 @@ def test_more_people_or_references_than_the_op_takes_is_a_422_at_submit(
         "/v1/jobs", headers=headers, json={"input": URL, "extra_inputs": [URL] * 3, **QWEN}
     )
     assert qwen.status_code == 422 and "'qwen_edit' takes at most 2" in error_of(qwen)["message"]
+    six = client.post(
+        "/v1/jobs", headers=headers, **form(PEOPLE, png(32), [png(32, n) for n in range(5)])
+    )
+    assert six.status_code == 422 and "at most 4 `extra_image` parts" in error_of(six)["message"]
     assert redis_client.llen(priority_list("a10.final", 5)) == 0
 
 
