@@ -20,8 +20,19 @@ from jobs.ops.base import (
     OpSpec,
     Params,
     Precision,
+    check_extra_inputs,
     get_op,
     register,
 )
 
-__all__ = ["CATALOGUE", "CPU", "Needs", "OpSpec", "Params", "Precision", "get_op", "register"]
+__all__ = [
+    "CATALOGUE",
+    "CPU",
+    "Needs",
+    "OpSpec",
+    "Params",
+    "Precision",
+    "check_extra_inputs",
+    "get_op",
+    "register",
+]

@@ -118,6 +118,8 @@ for _spec in (
         _gpu(bf16=58, fp8=30, nf4=18),
         "instruction edit with Qwen-Image-Edit (20B); extra inputs are reference images",
         family="generative",
+        extra_inputs=MAX_EXTRA_IMAGES,
+        extra_role="reference images, with a Qwen-Image-Edit-Plus model",
     ),
     OpSpec(
         "ip2p_edit",
@@ -133,6 +135,9 @@ for _spec in (
         "repaint a box or masked region (SD inpainting or FLUX.1 Fill)",
         family="generative",
         needs_for=_inpaint_needs,
+        extra_inputs=1,
+        extra_role="a mask image, when no box is given",
+        extra_inputs_for=lambda params: int(params.box is None),
     ),
 ):
     register(_spec)

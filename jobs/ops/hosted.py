@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from jobs.ops.base import Needs, OpSpec, Params, register
+from jobs.ops.base import MAX_EXTRA_INPUTS, Needs, OpSpec, Params, register
 
 HOSTED = "hosted"  # the pseudo-precision only the hosted tier offers
 HOSTED_NEEDS = Needs(cpu=False, vram_gb={HOSTED: 0.0})
@@ -41,5 +41,7 @@ register(
         "instruction edit with Gemini 2.5 Flash Image (Nano Banana), hosted by Google: "
         "the image and the instruction leave the machine",
         family=HOSTED,
+        extra_inputs=MAX_EXTRA_INPUTS,
+        extra_role="reference images sent along with the input",
     )
 )

@@ -26,7 +26,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from jobs.ops.base import Needs, OpSpec, register
+from jobs.ops.base import MAX_EXTRA_INPUTS, Needs, OpSpec, register
 from jobs.ops.generative import MODEL_REF, GenerativeParams
 
 SAME_PERSON = 0.363
@@ -92,5 +92,7 @@ register(
         IDENTITY_NEEDS,
         "a new portrait of the person in the photos (InstantID on SDXL), identity-checked",
         family="identity",
+        extra_inputs=MAX_EXTRA_INPUTS,
+        extra_role="more reference photos of the person, then a pose photo with pose='image'",
     )
 )

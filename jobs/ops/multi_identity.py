@@ -100,5 +100,7 @@ register(
         "a new image of 1-4 people, one reference photo each (UMO on UNO / FLUX.1-dev), "
         "every face identity-checked",
         family="multi_identity",
+        extra_inputs=MAX_PEOPLE - 1,
+        extra_role="one reference photo per further person: 1-4 people in all",
     )
 )

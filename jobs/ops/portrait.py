@@ -78,6 +78,9 @@ for _spec in (
         CPU,
         "cut the person out: transparent, a colour, or another image behind",
         family="portrait",
+        extra_inputs=1,
+        extra_role="the replacement background, with background='image'",
+        extra_inputs_for=lambda params: int(params.background == "image"),
     ),
 ):
     register(_spec)

@@ -24,6 +24,7 @@ from producer.api.edit_models import EditModels
 from producer.api.events import JobEvents, StreamSlots
 from producer.api.intake_runner import start_runner
 from producer.api.limits import Limits
+from producer.api.models import MAX_EXTRA_UPLOADS
 from producer.api.openapi import document
 from producer.api.outputs import Outputs
 from producer.api_keys import KeyRing
@@ -158,7 +159,8 @@ def create_app(
 
 
 def _body_limits(settings: Settings, options: ApiOptions) -> Callable[[str], int]:
-    upload = settings.max_input_bytes + options.multipart_overhead_bytes
+    images = 1 + MAX_EXTRA_UPLOADS  # the image and its `extra_image` parts, each under the cap
+    upload = images * settings.max_input_bytes + options.multipart_overhead_bytes
 
     def limit_for(content_type: str) -> int:
         return upload if content_type.lower().startswith("multipart/") else options.max_json_bytes

@@ -3,8 +3,9 @@
 `planned_size` follows the recipe's geometry from the input's size: `resize` sets it
 (exactly, or an upper bound for `fit=contain`), `crop` can only shrink it, the
 generative edits keep an input's size or shrink it to their `max_side`, and
-`identity_portrait` renders at most `max_side` square whatever its photos' sizes. Every
-other op keeps the size. The result is an upper bound on the output's pixels.
+`identity_portrait` and `multi_identity` render at most `max_side` square whatever
+their photos' sizes. Every other op keeps the size. The result is an upper bound on the
+output's pixels.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def _step_size(op: str, params: dict[str, object], size: Size) -> Size:
     if op == "resize":
         return _resize(size, params)
     side = params.get("max_side")
-    if op == "identity_portrait":
+    if op in ("identity_portrait", "multi_identity"):
         return (side, side) if isinstance(side, int) else (2048, 2048)
     return size  # crop, tone, faces and generative edits never grow an image
 

@@ -9,7 +9,9 @@ so a tenant whose URLs are slow waits on its own fetches only. For each job:
 2. the input is read under the key's byte cap (`https://` with `storage.fetch`'s SSRF
    rules and deadline; `s3://` objects of the tenant), vetted as an upload is (format by
    content, pixel cap from the header) and the recipe's output size checked against the
-   key's pixel cap; a fetched URL is stored as the tenant's upload and the job reads that;
+   key's pixel cap; a fetched URL is stored as the tenant's upload and the job reads that.
+   The job's extra images (`extra_inputs`) go through the same fetch, caps and vetting,
+   one by one, and a refusal names which extra input it was;
 3. the job's message goes on its queue. A refused input fails the job (`input_too_large`,
    `input_invalid`) with its webhook; an unreachable or slow one is retried with backoff
    for `settings.fetch_budget_s`, then fails with `timeout`.
@@ -26,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from jobs.errors import InputInvalid, InputTooLarge, JobError
-from jobs.schema import Job
+from jobs.schema import Job, Recipe
 from jobs.states import ErrorCode, JobState
 from producer.api.caps import check_output
 from producer.api.errors import ApiError
@@ -120,9 +122,11 @@ class IntakeRunner:
             self._paused[tenant] = time.monotonic() + PACE_S
             self.intake.defer(tenant, job_id, time.time() + PACE_S)
             return
-        # 2. the input, under the key's caps
+        # 2. the input and the extra images, under the key's caps
         try:
-            job = job.model_copy(update={"input": self.fetch(job, key)})
+            source = self.fetch(job, key)
+            extras = [self.fetch_extra(uri, n, key) for n, uri in enumerate(job.extra_inputs, 1)]
+            job = job.model_copy(update={"input": source, "extra_inputs": extras})
         except JobError as exc:
             self._refused(tenant, job, raw, exc)
             return
@@ -145,7 +149,18 @@ class IntakeRunner:
     def fetch(self, job: Job, key: ApiKey) -> str:
         """The input the job should read: a fetched URL stored as the tenant's upload, or
         the tenant's s3:// object, once vetted. Raises `JobError`."""
-        uri = job.input
+        return self._vetted(job.input, key, job.tenant or key.tenant, job.recipe)
+
+    def fetch_extra(self, uri: str, number: int, key: ApiKey) -> str:
+        """Extra image `number` (from 1), as `fetch` does the input (no output-size check:
+        an extra image does not set the output's size). Raises `JobError` naming it."""
+        try:
+            return self._vetted(uri, key, key.tenant, None)
+        except JobError as exc:
+            exc.message = f"extra input {number}: {exc.message}"  # keeps its code and retry
+            raise
+
+    def _vetted(self, uri: str, key: ApiKey, tenant: str, recipe: Recipe | None) -> str:
         if not uri.startswith(("https://", "s3://")):
             return uri  # file:// (admin keys): read by the worker, as from the CLI
         cap = key.limits.max_image_bytes or self.settings.max_input_bytes
@@ -156,10 +171,11 @@ class IntakeRunner:
         except ApiError as exc:
             error = InputTooLarge if exc.status == 413 else InputInvalid
             raise error(f"{shown(uri)}: {exc.message}") from None
-        check_output(job.recipe, (upload.width, upload.height), key, self.settings)
+        if recipe is not None:
+            check_output(recipe, (upload.width, upload.height), key, self.settings)
         if uri.startswith("s3://"):
             return uri
-        return self.ctx.outputs.store_upload(job.tenant or key.tenant, data, upload.format)
+        return self.ctx.outputs.store_upload(tenant, data, upload.format)
 
     def _refused(self, tenant: str, job: Job, raw: dict[Any, Any], exc: JobError) -> None:
         first = float(raw.get(b"fetch_first_at", b"0") or 0) or time.time()

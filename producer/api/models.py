@@ -13,9 +13,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from jobs.ops import CATALOGUE
+from jobs.ops.base import MAX_EXTRA_INPUTS
 from jobs.schema import MAX_STEPS, Lane
 
 MAX_BATCH_INPUTS = 1000
+MAX_EXTRA_UPLOADS = 4
+"""`extra_image` parts one multipart request may carry (multi_identity's four people are
+the image and three of them); more extra images go by URL in a JSON body."""
 URL_MAX = 2048
 
 
@@ -68,6 +72,21 @@ class JobOptions(_Strict):
     )
 
 
+class ExtraImage(_Strict):
+    """One extra image of a JSON job: by reference (`input`) or inline (`image_base64`)."""
+
+    input: str | None = Field(
+        None, min_length=1, max_length=4096, description="https:// URL or s3:// object"
+    )
+    image_base64: str | None = Field(None, min_length=4, description="the image itself, base64")
+
+    @model_validator(mode="after")
+    def _one_image(self) -> ExtraImage:
+        if (self.input is None) == (self.image_base64 is None):
+            raise ValueError("give exactly one of `input` (a URL) or `image_base64`")
+        return self
+
+
 class JobRequest(JobOptions):
     """A job in JSON: the image by reference (`input`) or inline (`image_base64`)."""
 
@@ -91,6 +110,14 @@ class JobRequest(JobOptions):
         None,
         min_length=4,
         description="the image itself, base64 (small images; the body cap holds)",
+    )
+
+    extra_inputs: list[str | ExtraImage] = Field(
+        default_factory=list,
+        max_length=MAX_EXTRA_INPUTS,
+        description="further images after `input`, for ops that read them (multi_identity: "
+        "one photo per further person; qwen_edit: reference images): each an https:// URL "
+        "or s3:// object, or {'image_base64': ...}",
     )
 
     @model_validator(mode="after")

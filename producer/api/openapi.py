@@ -12,7 +12,13 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from producer.api.models import BatchRequest, EditRequest, JobOptions, JobRequest
+from producer.api.models import (
+    MAX_EXTRA_UPLOADS,
+    BatchRequest,
+    EditRequest,
+    JobOptions,
+    JobRequest,
+)
 
 REF = "#/components/schemas/{model}"
 
@@ -29,6 +35,14 @@ JOB_REQUEST_BODY: dict[str, Any] = {
                     "job": {
                         "type": "string",
                         "description": "JobOptions as JSON (a JobRequest without `input`)",
+                    },
+                    "extra_image": {
+                        "type": "array",
+                        "items": {"type": "string", "format": "binary"},
+                        "maxItems": MAX_EXTRA_UPLOADS,
+                        "description": "further images, in order, for ops that read them "
+                        "(the job's extra inputs: multi_identity's other people, qwen_edit's "
+                        "references)",
                     },
                 },
             },

@@ -4,9 +4,10 @@
 describes both, see `producer.api.openapi`):
 
 - `application/json`: a `JobRequest` (`input` names the image, or `image_base64`
-  carries a small one);
+  carries a small one; `extra_inputs` lists further images the same two ways);
 - `multipart/form-data`: an `image` file part and a `job` part holding the
-  `JobOptions` as JSON (everything but `input`).
+  `JobOptions` as JSON (everything but `input`), plus up to `MAX_EXTRA_UPLOADS`
+  `extra_image` file parts: further images, in the order sent.
 
 `?wait=preview` holds the request until the job finishes (at most
 `options.preview_wait_s`) and makes it a preview unless the body chose a mode;
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -25,27 +27,39 @@ from typing import Any, TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from jobs.schema import Lane
 from producer.api.context import ApiOptions
 from producer.api.errors import ApiError, summary, validation_details
-from producer.api.models import JobOptions, JobRequest
+from producer.api.models import MAX_EXTRA_UPLOADS, ExtraImage, JobOptions, JobRequest
 
-FORM_FIELDS = frozenset({"image", "job"})
+FORM_FIELDS = frozenset({"image", "job", "extra_image"})
 MAX_JSON_DEPTH = 32  # deeper bodies are refused before validation (a 500 at ~256 otherwise)
 FIELD_MAX_BYTES = 64 * 2**10
 _PREFER_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*\"?(\d+(?:\.\d+)?)\"?", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
+class ExtraPart:
+    """One extra image as sent: named (`uri`) or uploaded (`data`, with its file name)."""
+
+    uri: str | None = None
+    data: bytes | None = None
+    filename: str | None = None
+
+
+@dataclass(frozen=True)
 class ParsedJob:
-    """A job request, its input named (`input`) or uploaded (`upload`)."""
+    """A job request, its input named (`input`) or uploaded (`upload`); `extras`: the
+    further images (the job's `extra_inputs`), in order."""
 
     options: JobOptions
     body: dict[str, Any]  # what the idempotency fingerprint is taken over
     input: str | None = None
     upload: bytes | None = None
     filename: str | None = None
+    extras: tuple[ExtraPart, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -139,7 +153,7 @@ async def read_job(request: Request, wait: Wait) -> ParsedJob:
         )
     if wait.preview and "mode" not in parsed.options.model_fields_set:
         options = parsed.options.model_copy(update={"mode": Lane.PREVIEW})
-        parsed = ParsedJob(options, parsed.body, parsed.input, parsed.upload, parsed.filename)
+        parsed = dataclasses.replace(parsed, options=options)
     return parsed
 
 
@@ -149,25 +163,56 @@ def _from_json(raw: bytes) -> ParsedJob:
         raise ApiError(422, "the body must be a JSON object")
     request = _validated(JobRequest, data)
     assert isinstance(request, JobRequest)
-    fields = request.model_dump(exclude={"input", "image_base64"}, exclude_unset=True)
-    options = JobOptions.model_validate(fields)
+    exclude = {"input", "image_base64", "extra_inputs"}
+    options = JobOptions.model_validate(request.model_dump(exclude=exclude, exclude_unset=True))
+    extras = tuple(_extra(item, n) for n, item in enumerate(request.extra_inputs, start=1))
     if request.image_base64 is None:
-        return ParsedJob(options, request.model_dump(mode="json"), input=request.input)
-    try:
-        image = base64.b64decode(request.image_base64, validate=True)
-    except (binascii.Error, ValueError):
-        raise ApiError(422, "image_base64 is not valid base64", code="input_invalid") from None
+        body = request.model_dump(mode="json")
+        return ParsedJob(options, body, input=request.input, extras=extras)
+    image = _decoded(request.image_base64, "image_base64")
     body = request.model_dump(mode="json", exclude={"image_base64"})
-    return ParsedJob(options, body, upload=image)
+    return ParsedJob(options, body, upload=image, extras=extras)
+
+
+def _decoded(text: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(422, f"{what} is not valid base64", code="input_invalid") from None
+
+
+def _extra(item: str | ExtraImage, number: int) -> ExtraPart:
+    """Extra input `number` (from 1) of a JSON body: a URI, or an inline image."""
+    if isinstance(item, str):
+        return ExtraPart(uri=item)
+    if item.input is not None:
+        return ExtraPart(uri=item.input)
+    assert item.image_base64 is not None
+    return ExtraPart(data=_decoded(item.image_base64, f"extra input {number}: image_base64"))
 
 
 async def _from_form(request: Request) -> ParsedJob:
-    form = await request.form(
-        max_files=1, max_fields=len(FORM_FIELDS), max_part_size=FIELD_MAX_BYTES
-    )
+    try:
+        form = await request.form(
+            max_files=1 + MAX_EXTRA_UPLOADS,
+            max_fields=len(FORM_FIELDS),
+            max_part_size=FIELD_MAX_BYTES,
+        )
+    except HTTPException as exc:
+        if "Too many files" not in str(exc.detail):
+            raise
+        raise ApiError(
+            422, f"send one `image` part and at most {MAX_EXTRA_UPLOADS} `extra_image` parts"
+        ) from None
     unknown = sorted(set(form.keys()) - FORM_FIELDS)
     if unknown:
-        raise ApiError(422, f"unknown form field(s) {', '.join(unknown)}; send `image` and `job`")
+        raise ApiError(
+            422,
+            f"unknown form field(s) {', '.join(unknown)}; send `image`, `job` and optionally "
+            "`extra_image` parts",
+        )
+    if len(form.getlist("image")) > 1:
+        raise ApiError(422, "send one `image` part; further images go in `extra_image` parts")
     image, job = form.get("image"), form.get("job")
     if not isinstance(image, UploadFile):
         raise ApiError(422, "multipart requests need an `image` file part")
@@ -178,9 +223,15 @@ async def _from_form(request: Request) -> ParsedJob:
         raise ApiError(422, "the `job` part must be a JSON object")
     options = _validated(JobOptions, data)
     upload = await image.read()
+    extras = []
+    for number, part in enumerate(form.getlist("extra_image"), start=1):
+        if not isinstance(part, UploadFile):
+            raise ApiError(422, f"`extra_image` part {number} must be a file, not a form field")
+        extras.append(ExtraPart(data=await part.read(), filename=part.filename))
     return ParsedJob(
         options,
         options.model_dump(mode="json"),
         upload=upload,
         filename=image.filename,
+        extras=tuple(extras),
     )

@@ -18,8 +18,8 @@ from producer.api.inputs import vet_upload
 from producer.api.models import JobView
 from producer.api.openapi import JOB_REQUEST_BODY
 from producer.api.replies import answer
-from producer.api.requests import ParsedJob, read_job, wait_of
-from producer.api.submit import create_one, recipe_of
+from producer.api.requests import ExtraPart, ParsedJob, read_job, wait_of
+from producer.api.submit import Extra, create_one, recipe_of
 from producer.api.views import has_webhook, job_view, load
 from producer.api_keys import ApiKey
 from transport.notices import announce_finish
@@ -89,6 +89,7 @@ def _create(
     upload = None
     if parsed.upload is not None:
         upload = vet_upload(parsed.upload, key, ctx.settings, parsed.filename)
+    extras = [vetted_extra(part, number, key, ctx) for number, part in enumerate(parsed.extras, 1)]
     return create_one(
         ctx,
         key,
@@ -98,7 +99,20 @@ def _create(
         upload=upload,
         body=parsed.body,
         idempotency_key=idempotency_key,
+        extras=extras,
     )
+
+
+def vetted_extra(part: ExtraPart, number: int, key: ApiKey, ctx: ApiContext) -> Extra:
+    """Extra image `number` (from 1): its URI, or its upload vetted under the key's caps
+    as the main image is (the error names which extra image it was)."""
+    if part.data is None:
+        assert part.uri is not None
+        return part.uri
+    try:
+        return vet_upload(part.data, key, ctx.settings, part.filename)
+    except ApiError as exc:
+        raise ApiError(exc.status, f"extra input {number}: {exc.message}", code=exc.code) from None
 
 
 @router.get(

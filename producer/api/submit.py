@@ -1,7 +1,8 @@
 """Requests -> validated jobs -> Redis, with idempotency and the tenant's concurrency cap.
 
 Order matters:
-1. the recipe is built against the op catalogue and the key's allowed ops (422 / 403);
+1. the recipe is built against the op catalogue and the key's allowed ops (422 / 403),
+   and the job's extra images against what its ops read (422);
 2. an `Idempotency-Key` is claimed (a replay returns the job it made; the same key
    with a different body is a 409);
 3. the tenant's concurrency slots are reserved (429 when full; a batch is never refused
@@ -23,6 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from jobs.errors import InputTooLarge, SchemaError
+from jobs.ops import check_extra_inputs
 from jobs.schema import Job, OutputSpec, Recipe, Step, new_job_id
 from jobs.tiers import queue_name, route
 from producer.api.caps import check_output
@@ -64,6 +66,37 @@ def check_ops(recipe: Recipe, key: ApiKey) -> None:
         raise ApiError(403, f"this key may not run {', '.join(refused)}; it may run: {allowed}")
 
 
+Extra = str | VettedUpload
+"""One of a job's extra images: a URI the tenant named, or an upload already vetted."""
+
+
+def check_extras(recipe: Recipe, extras: Sequence[Extra], key: ApiKey, ctx: ApiContext) -> None:
+    """422 when the recipe's ops take fewer extra images than sent; each named one checked
+    as the job's input is (`check_input`)."""
+    try:
+        check_extra_inputs([(s.op, s.params) for s in recipe.steps], len(extras))
+    except SchemaError as exc:
+        raise ApiError(422, str(exc)) from None
+    for number, extra in enumerate(extras, start=1):
+        if isinstance(extra, str):
+            try:
+                check_input(extra, key, ctx.outputs, ctx.settings)
+            except ApiError as exc:
+                raise ApiError(
+                    exc.status, f"extra input {number}: {exc.message}", code=exc.code
+                ) from None
+
+
+def store_extras(ctx: ApiContext, key: ApiKey, extras: Sequence[Extra]) -> list[str]:
+    """The job's `extra_inputs`: uploads stored as the tenant's, named URIs as given."""
+    return [
+        extra
+        if isinstance(extra, str)
+        else ctx.outputs.store_upload(key.tenant, extra.data, extra.format)
+        for extra in extras
+    ]
+
+
 def check_deadline(cancel_after: float | None, ctx: ApiContext) -> None:
     now = time.time()
     if cancel_after is not None and cancel_after <= now:
@@ -91,6 +124,7 @@ def build_job(
     job_id: str | None = None,
     batch: str | None = None,
     idempotency_key: str | None = None,
+    extra_inputs: Sequence[str] = (),
 ) -> Job:
     job_id = job_id or new_job_id()
     output = OutputSpec(
@@ -107,6 +141,7 @@ def build_job(
         return Job(
             id=job_id,
             input=input_uri,
+            extra_inputs=list(extra_inputs),
             recipe=recipe,
             mode=options.mode,
             priority=options.priority,
@@ -254,10 +289,13 @@ def create_one(
     body: dict[str, Any],
     idempotency_key: str | None,
     kind: str = "job",
+    extras: Sequence[Extra] = (),
 ) -> tuple[str, bool]:
-    """Validate and queue one job; (its id, whether it is an idempotent replay)."""
+    """Validate and queue one job; (its id, whether it is an idempotent replay).
+    `extras` become the job's `extra_inputs`, vetted and held for intake like its input."""
     # 1. everything that can be refused without side effects
     check_ops(recipe, key)
+    check_extras(recipe, extras, key, ctx)
     check_deadline(options.cancel_after, ctx)
     check_webhook(options.webhook, ctx.settings)
     queue = queue_for(recipe, options, ctx)
@@ -279,6 +317,7 @@ def create_one(
     # 2. the idempotency key: a replay ends here
     new_id = new_job_id()
     extra = upload.data if upload is not None else b""
+    extra += b"".join(e.data for e in extras if isinstance(e, VettedUpload))
     claim = claim_idempotency(ctx, key, idempotency_key, fingerprint(kind, body, extra), new_id)
     if claim is not None and claim.existing is not None:
         return claim.existing, True
@@ -288,10 +327,19 @@ def create_one(
         if upload is not None:
             input_uri = ctx.outputs.store_upload(key.tenant, upload.data, upload.format)
         assert input_uri is not None
+        named = [input_uri] if upload is None else []
+        named += [e for e in extras if isinstance(e, str)]
         job = build_job(
-            ctx, key, options, recipe, input_uri, job_id=new_id, idempotency_key=idempotency_key
+            ctx,
+            key,
+            options,
+            recipe,
+            input_uri,
+            job_id=new_id,
+            idempotency_key=idempotency_key,
+            extra_inputs=store_extras(ctx, key, extras),
         )
-        enqueue(ctx, key, [job], queue, hold=upload is None and is_remote(input_uri))
+        enqueue(ctx, key, [job], queue, hold=any(is_remote(uri) for uri in named))
         if placement.noted:
             ctx.redis.hset(ctx.keys.job(job.id), "placement", placement.reason)
     except BaseException:

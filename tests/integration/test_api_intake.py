@@ -249,3 +249,35 @@ def test_a_slow_url_fails_its_own_job_after_the_fetch_budget_and_delays_no_one(
 def _failed(client: TestClient, headers: dict[str, str], job_id: str) -> dict[str, Any] | None:
     view: dict[str, Any] = client.get(f"/v1/jobs/{job_id}", headers=headers).json()
     return view if view["state"] == "failed" else None
+
+
+# -- extra images named by URL: the same fetch, caps and vetting as the input ------------
+
+QWEN = {"ops": [{"op": "qwen_edit", "params": {"prompt": "put the hat from picture 2 on"}}]}
+
+
+def test_a_url_extra_input_is_fetched_vetted_and_stored_before_it_is_queued(
+    fetching: TestClient, redis_client: redis.Redis, https_host: HttpsHost
+) -> None:
+    headers = _key(redis_client, "referrer")
+    body = {"image_base64": base64.b64encode(_png(32)).decode(), **QWEN}
+    body["extra_inputs"] = [https_host.url("/small.png")]
+    job_id = fetching.post("/v1/jobs", json=body, headers=headers).json()["id"]
+    assert until(lambda: redis_client.llen(priority_list("a10.final", 5)) == 1)
+    stored = json.loads(redis_client.hget(Keyspace().job(job_id), "job") or b"{}")
+    [extra] = stored["extra_inputs"]
+    assert "/tenants/referrer/uploads/" in extra and extra.endswith(".png")
+
+
+def test_a_url_extra_input_over_the_keys_caps_fails_the_job_naming_it(
+    fetching: TestClient, redis_client: redis.Redis, https_host: HttpsHost
+) -> None:
+    headers = _key(redis_client, "capped-extra", max_image_pixels=100_000)
+    body = {"image_base64": base64.b64encode(_png(32)).decode(), **QWEN}
+    body["extra_inputs"] = [https_host.url("/big.png")]
+    job_id = fetching.post("/v1/jobs", json=body, headers=headers).json()["id"]
+    view = until(lambda: _failed(fetching, headers, job_id))
+    assert view["error"]["code"] == "input_too_large"
+    assert view["error"]["message"].startswith("extra input 1: ")
+    assert "600x600" in view["error"]["message"] and "file:" not in view["error"]["message"]
+    assert redis_client.llen(priority_list("a10.final", 5)) == 0
