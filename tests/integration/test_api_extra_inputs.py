@@ -173,7 +173,11 @@ def test_an_extra_image_over_the_keys_caps_is_refused_naming_it(
     wide = client.post("/v1/jobs", headers=headers, **form(PEOPLE, png(16), [png(16), png(40)]))
     assert wide.status_code == 413 and error_of(wide)["message"].startswith("extra input 2:")
     assert "megapixels" in error_of(wide)["message"]
-    not_image = client.post("/v1/jobs", headers=headers, **form(PEOPLE, png(16), [b"GIF89a..."]))
+    not_image = client.post(
+        "/v1/jobs",
+        headers=headers,
+        **form(PEOPLE, png(16), [b"%PDF-1.7 a scanned contract, not a photo"]),
+    )
     assert not_image.status_code == 415 and "extra input 1" in error_of(not_image)["message"]
     assert redis_client.llen(priority_list("a10.final", 5)) == 0
 
