@@ -98,7 +98,6 @@ def run_celery_worker(
     tier = tier_named(tier_name, settings.tiers())
     queue = queue_name(tier, lane)
     app = create_app(settings)
-    install_worker_hooks(app, settings)
     app.conf.darkroom_tier = tier
     app.conf.darkroom_queues = [queue]
     if lane is Lane.PREVIEW:
@@ -110,6 +109,10 @@ def run_celery_worker(
     # This start of the worker: a restart under the same name is told apart by it.
     app.conf.darkroom_incarnation = uuid.uuid4().hex[:12]
     hostname = f"{name or f'{tier.name}-{lane.value}-{os.getpid()}'}@{socket.gethostname()}"
+    try:
+        install_worker_hooks(app, settings, hostname)
+    except DarkroomError as exc:
+        raise click.ClickException(str(exc)) from None
     app.worker_main(
         [
             "worker",

@@ -49,6 +49,9 @@ class Hooks:
     models: Any = None
     model_load_seconds: Callable[[], float] = lambda: 0.0
     """Seconds this process has spent loading models so far (0 before the first)."""
+    before_publish: Callable[[], None] = lambda: None
+    """Called before each output write; raises to stop the job writing (canceled, or its
+    attempt superseded)."""
 
 
 def load_input(uri: str, settings: Settings) -> Image.Image:
@@ -107,6 +110,7 @@ def render(job: Job, settings: Settings, hooks: Hooks) -> RenderResult:
         timings[f"step{index}_{step.op}_s"] = time.perf_counter() - step_started
         hooks.progress((index + 1) / len(steps))
         if job.output.keep_steps:
+            hooks.before_publish()
             storage.put(
                 output_key(job, prefix, f".steps/{index:02d}-{step.op}"),
                 encode_image(image, job.output),
@@ -120,6 +124,7 @@ def render(job: Job, settings: Settings, hooks: Hooks) -> RenderResult:
         raise InputInvalid("the recipe produced an empty image")
     write_started = time.perf_counter()
     encoded = encode_image(image, job.output, fast=job.mode is Lane.PREVIEW)
+    hooks.before_publish()
     uri = storage.put(output_key(job, prefix), encoded, CONTENT_TYPES[job.output.format])
     timings["output_s"] = time.perf_counter() - write_started
     timings["total_s"] = time.perf_counter() - started
