@@ -36,6 +36,7 @@ from producer.cli_common import (
 from producer.cli_inspect import cancel, queues, status, write_batch_reports
 from producer.recipes import LoadedRecipe, first_error, load_recipe, recipe_from_ops
 from producer.sources import destination_uri, expand_sources
+from transport.redis_config import check_redis
 from transport.store import JobStore
 
 if TYPE_CHECKING:
@@ -138,6 +139,7 @@ def submit(
     loaded = _recipe(recipe_file, ops)
     spec = _output_spec(loaded, fmt, quality)
     settings, redis = settings_and_redis()
+    check_redis(redis, "darkroom submit")
     items = expand_sources(sources, settings)
     out_uri = destination_uri(out or settings.output)
     lane = Lane(mode)

@@ -27,6 +27,7 @@ from producer.api.outputs import Outputs
 from producer.api_keys import KeyRing
 from transport.embedded import connect, redis_url
 from transport.keyspace import Keyspace
+from transport.redis_config import check_redis
 from transport.store import JobStore
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = build_context(settings, options)
+        check_redis(ctx.redis, "darkroom api")  # refuses a Redis that may evict jobs
         app.state.api = ctx
         await ctx.events.start()
         stops = [start(settings, ctx.redis, ctx.keys) for start in services]
