@@ -32,7 +32,7 @@ local has_batch = ARGV[4] == '1'
 if cur then
   redis.call('HDEL', KEYS[1], 'error_code', 'error_message', 'worker', 'progress', 'output',
              'result', 'cancel_requested', 'running_at', 'retrying_at', 'failed_at',
-             'incarnation', 'retries', 'first_retry_at', 'attempt',
+             'incarnation', 'retries', 'first_retry_at', 'attempt', 'pid',
              'canceled_at')
   if has_batch then redis.call('HINCRBY', KEYS[2], cur, -1) end
 elseif has_batch then
@@ -143,6 +143,8 @@ class JobRecord(BaseModel):
     retrying_at: float | None = None
     incarnation: str | None = None
     """Which start of `worker` runs it: a worker restarted under its own name is another."""
+    pid: int | None = None
+    """Process id of the attempt's render (on the worker's host)."""
     attempt: str | None = None
     """Id of the attempt that runs (or last ran) the job: the fencing token of its writes."""
     retries: int = 0

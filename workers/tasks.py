@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from typing import Any
 
@@ -146,7 +147,9 @@ def claim(rt: Runtime, job: Job, worker: str, incarnation: str | None = None) ->
         message = f"gave up after {crashes} attempts; the worker stopped during each"
         _finish(rt, job, JobState.FAILED, None, error_code="internal", error_message=message)
         return None
-    started = rt.attempts.claim(job.id, worker=worker, progress="0", incarnation=incarnation)
+    started = rt.attempts.claim(
+        job.id, worker=worker, progress="0", incarnation=incarnation, pid=os.getpid()
+    )
     if isinstance(started, ClaimRefused):
         log.info("job %s not started: %s", job.id, started.reason)
         return None
