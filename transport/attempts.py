@@ -32,7 +32,9 @@ _CLAIM = """
 local cur = redis.call('HGET', KEYS[1], 'state')
 if not cur then return {0, ''} end
 if cur == 'running' then
-  if redis.call('EXISTS', KEYS[2]) == 1 then return {0, 'held'} end
+  local lease = redis.call('GET', KEYS[2])
+  -- a live lease is only taken over when the caller proved its holder dead (ARGV[6])
+  if lease and lease ~= ARGV[6] then return {0, 'held'} end
 elseif cur ~= 'queued' and cur ~= 'retrying' then
   return {0, cur}
 end
@@ -40,7 +42,7 @@ local now = ARGV[1]
 redis.call('HSET', KEYS[1], 'state', 'running', 'running_at', now, 'updated_at', now,
            'attempt', ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-if #ARGV > 5 then redis.call('HSET', KEYS[1], unpack(ARGV, 6)) end
+if #ARGV > 6 then redis.call('HSET', KEYS[1], unpack(ARGV, 7)) end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
 local id = redis.call('HGET', KEYS[1], 'id')
@@ -117,14 +119,20 @@ class Attempts:
         self._renew = redis.register_script(_RENEW)
         self._progress = redis.register_script(_PROGRESS)
 
-    def claim(self, job_id: str, **fields: Any) -> Attempt | ClaimRefused:
-        """Start an attempt, or say why not. `fields` are set on the job's hash with it."""
+    def claim(
+        self, job_id: str, *, dead_attempt: str = "", **fields: Any
+    ) -> Attempt | ClaimRefused:
+        """Start an attempt, or say why not. `fields` are set on the job's hash with it.
+
+        `dead_attempt`: the id of an attempt the caller knows has died (its process on
+        this host is gone); its lease, if it still holds it, is taken over at once.
+        """
         attempt_id = new_attempt_id()
         flat = [str(x) for kv in fields.items() if kv[1] is not None for x in kv]
         ok, state = self._claim(
             keys=[self.keys.job(job_id), self.keys.lease(job_id), self.keys.running()],
             args=[repr(time.time()), self.ttl_s, attempt_id, self.lease_ms,
-                  self.keys.batch(""), *flat],
+                  self.keys.batch(""), dead_attempt or "-", *flat],
         )  # fmt: skip
         state = state.decode() if isinstance(state, bytes) else str(state)
         if not ok:

@@ -25,7 +25,7 @@ from storage import open_location
 from transport.attempts import Attempt, ClaimRefused
 from transport.messages import RENDER_TASK
 from transport.redis_config import eviction_problem
-from transport.store import CancelPending, TransitionRefused
+from transport.store import CancelPending, JobRecord, TransitionRefused
 from workers import metrics, webhooks
 from workers.lease import AttemptLost, Lease, patiently
 from workers.render import Hooks, RenderResult, output_key, render
@@ -135,7 +135,8 @@ def claim(rt: Runtime, job: Job, worker: str, incarnation: str | None = None) ->
     if record.state.terminal:
         log.info("job %s is already %s; acking the redelivery", job.id, record.state)
         return None
-    if record.state is JobState.RUNNING and rt.attempts.lease_alive(job.id):
+    dead = _dead_here(record, worker, incarnation)
+    if record.state is JobState.RUNNING and not dead and rt.attempts.lease_alive(job.id):
         log.warning("job %s is running (attempt %s); skipping duplicate", job.id, record.attempt)
         return None
     if record.state is JobState.QUEUED and job.cancel_after and time.time() > job.cancel_after:
@@ -148,12 +149,33 @@ def claim(rt: Runtime, job: Job, worker: str, incarnation: str | None = None) ->
         _finish(rt, job, JobState.FAILED, None, error_code="internal", error_message=message)
         return None
     started = rt.attempts.claim(
-        job.id, worker=worker, progress="0", incarnation=incarnation, pid=os.getpid()
+        job.id,
+        dead_attempt=dead,
+        worker=worker,
+        progress="0",
+        incarnation=incarnation,
+        pid=os.getpid(),
     )
     if isinstance(started, ClaimRefused):
         log.info("job %s not started: %s", job.id, started.reason)
         return None
     return started
+
+
+def _dead_here(record: JobRecord, worker: str, incarnation: str | None) -> str:
+    """The id of the job's running attempt if it ran in a process of this very worker
+    start that has died (a killed pool child): no need to wait for its lease to expire."""
+    if record.state is not JobState.RUNNING or not record.attempt or not record.pid:
+        return ""
+    if (record.worker, record.incarnation) != (worker, incarnation or None):
+        return ""
+    try:
+        os.kill(record.pid, 0)
+    except ProcessLookupError:
+        return record.attempt
+    except PermissionError:
+        return ""
+    return ""
 
 
 def _dead_letter(rt: Runtime, job: Job) -> None:
