@@ -91,7 +91,7 @@ def test_a_render_longer_than_the_shutdown_grace_is_killed_and_runs_again_elsewh
     store.enqueue([Submission(job, FINAL)])
     wait_state(store, job.id, JobState.RUNNING, timeout=60)
     started = time.monotonic()
-    code, left = sigterm_and_wait(sup, timeout=60)
+    _, left = sigterm_and_wait(sup, timeout=60)
     assert left == [] and time.monotonic() - started < 30
     assert "Traceback" not in sup.log.read_text()
     workers.start(name="other")  # its lease expired: the sweep hands it over
