@@ -19,7 +19,9 @@ from skimage import data
 
 from jobs import Job, Lane, OutputSpec, Recipe, Step
 from jobs.states import JobState
+from testbed.faults import AofRedis
 from testbed.workers import WorkerFactory, wait_until
+from transport.embedded import free_port
 from transport.store import JobRecord, JobStore, Submission
 
 pytestmark = pytest.mark.integration
@@ -134,3 +136,41 @@ def test_cancel_during_the_only_step_records_canceled_and_writes_nothing(
     assert done.state is JobState.CANCELED, done
     assert done.output is None
     assert list((tmp_path / "out").glob("**/*.png")) == []
+
+
+@pytest.mark.slow
+def test_a_redis_outage_longer_than_the_render_delays_the_result_but_never_fails_it(
+    tmp_path: Path,
+) -> None:
+    """04_redis_restart.py busy aof: the render goes on without Redis; its output and
+    final state are written once Redis is back, by the same single attempt."""
+    server = AofRedis(tmp_path / "redis", free_port())
+    server.start()
+    env = {
+        "DARKROOM_REDIS_URL": server.url,
+        "DARKROOM_OUTPUT": str(tmp_path / "out"),
+        "DARKROOM_HOME": str(tmp_path / "home"),
+        "DARKROOM_HEARTBEAT_INTERVAL_S": "0.5",
+        "DARKROOM_HEARTBEAT_TTL_S": "2",
+        "PYTHONUNBUFFERED": "1",
+    }
+    factory = WorkerFactory(server.url, env, tmp_path)
+    client = redis.Redis.from_url(server.url, socket_timeout=5)
+    try:
+        store = JobStore(client)
+        factory.start()
+        job = long_job(tmp_path, steps=3)
+        store.enqueue([Submission(job, FINAL)])
+        wait_state(store, job.id, JobState.RUNNING, timeout=60)
+        server.kill()
+        # longer than the render, and than the ~31 s a Redis client call retries by itself
+        time.sleep(35)
+        server.start()
+        done = wait_state(store, job.id, JobState.SUCCEEDED, JobState.FAILED, timeout=90)
+        assert done.state is JobState.SUCCEEDED and done.attempts == 1, done
+        assert done.error_code is None
+        assert len(list((tmp_path / "out").glob("*.png"))) == 1
+    finally:
+        factory.stop_all()
+        client.close()
+        server.stop()
