@@ -58,7 +58,11 @@ def probe(settings: Settings, name: str | None) -> int:
 def drain(settings: Settings, name: str | None, timeout_s: float) -> int:
     """SIGTERM this host's workers and wait for them to finish their jobs and stop."""
     redis, keys = connect_quickly(settings), Keyspace(settings.key_prefix)
-    beats = local_workers(redis, keys, name)
+    try:
+        beats = local_workers(redis, keys, name)
+    except Exception as exc:  # a preStop hook answers with its status, not a traceback
+        click.echo(f"cannot drain: cannot read heartbeats from Redis ({exc})", err=True)
+        return 1
     for hostname, beat in beats.items():
         with contextlib.suppress(ProcessLookupError, PermissionError, TypeError):
             os.kill(int(beat["pid"]), signal.SIGTERM)
