@@ -183,3 +183,16 @@ def test_refused_claims_say_why(rt: Runtime, job: Job) -> None:
     rt.store.transition(job.id, JobState.SUCCEEDED, fence=first.id)
     assert rt.attempts.claim(job.id, worker="b") == ClaimRefused("succeeded")
     assert rt.attempts.claim("nope", worker="b") == ClaimRefused("missing")
+
+
+def test_the_api_refuses_to_start_on_a_redis_that_may_evict_jobs(
+    evicting: redis.Redis, redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from producer.api.app import create_app as create_api
+
+    evicting.config_set("maxmemory-policy", "volatile-lru")
+    api = create_api(Settings(redis_url=redis_server.url, output=str(tmp_path / "out")))
+    with pytest.raises(EvictingRedis, match="darkroom api refuses to start"), TestClient(api):
+        pass

@@ -144,3 +144,21 @@ def test_drain_lets_the_running_job_finish_then_the_worker_is_gone(
     assert record(store, job.id).state is JobState.SUCCEEDED
     assert worker.proc.wait(timeout=30) == 0
     assert json.loads(json.dumps(live_workers(redis_client, Keyspace()))) == {}
+
+
+def test_workers_and_submit_refuse_a_redis_that_may_evict_jobs(
+    workers: WorkerFactory, redis_client: redis.Redis, worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    """07_maxmemory_lru.py: with an LRU policy Redis evicts job records; refuse up front."""
+    redis_client.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        refused = workers.start(name="careful", wait=False)
+        assert refused.proc.wait(timeout=60) != 0
+        assert "maxmemory-policy noeviction" in refused.log.read_text()
+        (tmp_path / "in").mkdir()
+        long_job(tmp_path / "in", steps=1, side=64)  # writes a photo there
+        submit = darkroom(worker_env, "submit", str(tmp_path / "in"), "--op", "auto_levels")
+        assert submit.returncode == 2, submit.stdout + submit.stderr
+        assert "maxmemory-policy is allkeys-lru" in submit.stderr
+    finally:
+        redis_client.config_set("maxmemory-policy", "noeviction")
