@@ -1,10 +1,12 @@
-"""Worker heartbeats, and the sweep that requeues the jobs of workers that died.
+"""Worker heartbeats, unique worker names, and the sweep that requeues abandoned jobs.
 
 kombu only restores an unacknowledged message once it is older than the visibility
 timeout, which must exceed the longest render (else long renders run twice). So a
-SIGKILLed worker's job would wait an hour. Instead every live worker beats a short-TTL
-key; one worker at a time (a Redis lock) sweeps kombu's unacked hash and puts back at
-the front of its queue every message whose job's worker has stopped beating.
+SIGKILLed worker's job would wait an hour. Instead every running attempt renews a
+short-TTL lease (`transport.attempts`) and every live worker beats a short-TTL key; one
+worker at a time (a Redis lock) sweeps: a running job whose lease expired goes back to
+the front of its queue (its unacked message, or one rebuilt from its payload), and so
+does a retrying job whose worker stopped beating.
 """
 
 from __future__ import annotations
