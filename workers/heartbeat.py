@@ -263,14 +263,19 @@ def wait_until_beating(
     proc: Popen[bytes] | None = None,
     timeout_s: float = 60,
 ) -> str:
-    """Wait for a worker whose name starts with `name_prefix` to beat; its hostname.
+    """Wait for a worker whose name starts with `name_prefix` to beat and consume; its
+    hostname.
 
     Raises `RuntimeError` if `proc` (the worker's process) exits first, `TimeoutError`
     if nothing beats in time.
     """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        beating = [h for h in live_workers(redis, keys) if h.startswith(name_prefix)]
+        beating = [
+            h
+            for h, beat in live_workers(redis, keys).items()
+            if h.startswith(name_prefix) and beat.get("ready", True)
+        ]
         if beating:
             return beating[0]
         if proc is not None and proc.poll() is not None:
