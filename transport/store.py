@@ -19,6 +19,7 @@ from redis.exceptions import WatchError
 from jobs.errors import DarkroomError
 from jobs.schema import Job
 from jobs.states import TRANSITIONS, ErrorCode, JobState
+from transport import dead_letters
 from transport.keyspace import Keyspace
 from transport.messages import priority_list, render_message
 
@@ -361,32 +362,12 @@ class JobStore:
         return True
 
     def dead_letter(self, job_id: str, payload: dict[str, Any], reason: str) -> None:
-        """A message whose job record is gone: record the job as failed (so `status` shows
-        why) and append it to the dead-letter list, instead of dropping it."""
-        now = repr(time.time())
-        entry = json.dumps({"id": job_id, "reason": reason, "at": float(now), "job": payload})
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hsetnx(self.keys.job(job_id), "id", job_id)
-        pipe.hset(
-            self.keys.job(job_id),
-            mapping={
-                "state": JobState.FAILED.value,
-                "failed_at": now,
-                "updated_at": now,
-                "error_code": ErrorCode.INTERNAL.value,
-                "error_message": reason,
-                "job": json.dumps(payload),
-                "input": str(payload.get("input", "")),
-            },
-        )
-        pipe.expire(self.keys.job(job_id), self.ttl_s)
-        pipe.lpush(self.keys.dead_letter(), entry)
-        pipe.ltrim(self.keys.dead_letter(), 0, 99_999)
-        pipe.execute()
+        """See `transport.dead_letters.dead_letter`."""
+        dead_letters.dead_letter(self.redis, self.keys, self.ttl_s, job_id, payload, reason)
 
     def dead_letters(self, count: int = 100) -> list[dict[str, Any]]:
         """The newest dead-letter entries, newest first."""
-        return [json.loads(raw) for raw in self.redis.lrange(self.keys.dead_letter(), 0, count - 1)]
+        return dead_letters.newest(self.redis, self.keys, count)
 
     def set_progress(self, job_id: str, fraction: float) -> None:
         self.redis.hset(self.keys.job(job_id), "progress", f"{fraction:.3f}")

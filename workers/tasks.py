@@ -73,12 +73,12 @@ def _render_and_record(rt: Runtime, app: Celery, job: Job, lease: Lease) -> None
         log.warning("%s; this attempt writes nothing", lost)
     except SoftTimeLimitExceeded:
         message = f"render exceeded {rt.settings.render_time_limit_s} s"
-        _finish(rt, job, JobState.FAILED, fence, error_code="timeout", error_message=message)
+        _end(rt, job, JobState.FAILED, fence, ErrorCode.TIMEOUT, message)
     except JobCanceled as exc:
         if lease.lost:  # the stop was another attempt taking the job, not a cancel
             log.warning("job %s: another attempt holds it; this one writes nothing", job.id)
             return
-        _finish(rt, job, JobState.CANCELED, fence, error_code="canceled", error_message=exc.message)
+        _end(rt, job, JobState.CANCELED, fence, ErrorCode.CANCELED, exc.message)
     except (JobError, MemoryError) as raised:
         failure = _as_job_error(raised)
         if not (failure.retryable and _retry(rt, app, job, failure, fence)):
@@ -122,7 +122,7 @@ def _succeed(rt: Runtime, job: Job, fence: str, result: RenderResult) -> None:
         storage, prefix = open_location(job.output.uri or rt.settings.output, rt.settings)
         storage.delete(output_key(job, prefix))
         message = "canceled while its output was written; the output was removed"
-        _finish(rt, job, JobState.CANCELED, fence, error_code="canceled", error_message=message)
+        _end(rt, job, JobState.CANCELED, fence, ErrorCode.CANCELED, message)
 
 
 def claim(rt: Runtime, job: Job, worker: str, incarnation: str | None = None) -> Attempt | None:
@@ -141,12 +141,12 @@ def claim(rt: Runtime, job: Job, worker: str, incarnation: str | None = None) ->
         return None
     if record.state is JobState.QUEUED and job.cancel_after and time.time() > job.cancel_after:
         message = "not started before its cancel_after deadline"
-        _finish(rt, job, JobState.CANCELED, None, error_code="canceled", error_message=message)
+        _end(rt, job, JobState.CANCELED, None, ErrorCode.CANCELED, message)
         return None
     crashes = record.attempts - record.retries  # deliberate re-sends are not crashes
     if crashes >= rt.settings.max_attempts:
         message = f"gave up after {crashes} attempts; the worker stopped during each"
-        _finish(rt, job, JobState.FAILED, None, error_code="internal", error_message=message)
+        _end(rt, job, JobState.FAILED, None, ErrorCode.INTERNAL, message)
         return None
     started = rt.attempts.claim(
         job.id,
@@ -200,6 +200,13 @@ def _finish(rt: Runtime, job: Job, state: JobState, fence: str | None, **fields:
         log.warning("job %s: %s", job.id, refused)
     else:
         webhooks.job_finished(rt.redis, rt.keys, job, state)
+
+
+def _end(
+    rt: Runtime, job: Job, state: JobState, fence: str | None, code: ErrorCode, message: str
+) -> None:
+    """A final state with an error code and message (`_finish`)."""
+    _finish(rt, job, state, fence, error_code=code.value, error_message=message)
 
 
 def _retry(rt: Runtime, app: Celery, job: Job, exc: JobError, fence: str | None = None) -> bool:
