@@ -82,12 +82,13 @@ def test_sigterm_to_lane_both_waits_for_the_final_render_and_leaves_nothing_runn
     assert "Traceback" not in sup.log.read_text()
 
 
+@pytest.mark.slow
 def test_a_render_longer_than_the_shutdown_grace_is_killed_and_runs_again_elsewhere(
     workers: WorkerFactory, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
     store = JobStore(redis_client)
     sup = workers.start(lane="both", name="sup", DARKROOM_SHUTDOWN_GRACE_S="1")
-    job = long_job(tmp_path, steps=8)
+    job = long_job(tmp_path, steps=6)
     store.enqueue([Submission(job, FINAL)])
     wait_state(store, job.id, JobState.RUNNING, timeout=60)
     started = time.monotonic()
