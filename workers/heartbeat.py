@@ -68,7 +68,8 @@ def claim_name(
     deadline = time.monotonic() + 30 * ttl_s
     while True:
         mine: dict[str, Any] = {"hostname": hostname, "incarnation": incarnation,
-                                "pid": os.getpid(), "at": time.time(), "holding": []}  # fmt: skip
+                                "pid": os.getpid(), "at": time.time(), "holding": [],
+                                "ready": False}  # fmt: skip
         if redis.set(key, json.dumps(mine), nx=True, px=int(ttl_s * 1000)):
             redis.sadd(keys.workers(), hostname)
             return
