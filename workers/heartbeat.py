@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from jobs.errors import ConfigError
 from transport.keyspace import Keyspace
 from transport.messages import UNACKED_HASH, UNACKED_INDEX, priority_list
+from transport.redis_config import eviction_problem
 from transport.store import JobStore
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ redis.call('RPUSH', KEYS[3], ARGV[3])
 return 1
 """
 
+# How often the sweeping worker re-reads Redis's eviction policy.
+EVICTION_CHECK_S = 30.0
 # A delivered message whose job never reached `running` (its worker died between
 # receiving and starting it) is put back after this long.
 UNSTARTED_GRACE_S = 30.0
@@ -102,6 +105,7 @@ class Heartbeat:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _healthy_since: float | None = None
+    _eviction_checked: float = float("-inf")
 
     def start(self) -> None:
         self.beat()
@@ -137,9 +141,20 @@ class Heartbeat:
                 # the others to beat again before judging any of them dead.
                 if now - self._healthy_since >= self.ttl_s and self._hold_sweep_lock():
                     sweep(self.redis, self.keys)
+                    self._watch_eviction(now)
             except Exception:  # the heartbeat must outlive a Redis restart
                 self._healthy_since = None
                 log.warning("heartbeat failed; retrying", exc_info=True)
+
+    def _watch_eviction(self, now: float) -> None:
+        """Every `EVICTION_CHECK_S`, say loudly if Redis was switched to an evicting policy
+        after start-up (the start-up check refuses one)."""
+        if now < self._eviction_checked + EVICTION_CHECK_S:
+            return
+        self._eviction_checked = now
+        problem = eviction_problem(self.redis)
+        if problem:
+            log.error("%s: jobs may be lost now", problem)
 
     def _hold_sweep_lock(self) -> bool:
         lock = f"{self.keys.prefix}:sweep-lock"
