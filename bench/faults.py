@@ -6,24 +6,31 @@ bucket; ten jobs at the tail of the queue are canceled just before the fault.
 1. kill: SIGKILL one worker's whole process group while it renders, start it again
    under a new name (as a pid-based default name would be); `kill-same-name`: under its
    own name (a container restarted in place), with production heartbeat timing;
+   `child-kill`: SIGKILL only the pool process rendering a job on a `-c 2` worker;
+   `same-name`: start a third worker under a live worker's name mid-batch;
 2. redis: SIGKILL redis-server (AOF on, `--fsync`) mid-render, restart it on the same
    port and data dir 2 s later; the workers must reconnect by themselves;
+   `redis-outage`: the same, down `--redis-down` seconds (longer than a client retries);
 3. s3: SIGKILL the S3 server mid-batch and start it again `--s3-down` seconds later.
 
 The table: jobs; succeeded, canceled, failed; lost (not finished, or succeeded with no
 output); duplicates (output keys written more than once: the bucket keeps every
-version); writes (PUTs of outputs); attempts (attempts x jobs); down (seconds the part
+version); writes (PUTs of outputs); renders/job (writes per output key: 1.00 when no
+job's render was published twice); attempts (attempts x jobs); down (seconds the part
 was gone); recovery (seconds from the fault to the first job completing after the part
-came back; for a kill, to the killed worker's job completing again elsewhere).
+came back; for a kill, to the killed job completing again).
 
-`python -m bench.faults [--jobs 500] [--only kill,kill-same-name,redis,s3]
-[--fsync always|everysec] [--s3-down 3]`. Loopback only; all it starts is stopped by PID.
+`python -m bench.faults [--jobs 500] [--only kill,kill-same-name,child-kill,same-name,
+redis,redis-outage,s3] [--fsync always|everysec] [--s3-down 3] [--redis-down 40]`.
+Loopback only; all it starts is stopped by PID.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import signal
 import tempfile
 import time
 from collections import Counter
@@ -108,11 +115,13 @@ class Batch:
         )
 
 
-def start_batch(rig: FaultRig, name: str, workers: Sequence[str], **env: str) -> Batch:
+def start_batch(
+    rig: FaultRig, name: str, workers: Sequence[str], concurrency: int = 1, **env: str
+) -> Batch:
     """Start two workers (`env` on top of the rig's), queue the batch, reach mid-batch."""
     rig.workers.env.update(env)
     for worker in workers:
-        rig.workers.start(lane="final", name=worker)
+        rig.workers.start(lane="final", name=worker, concurrency=concurrency)
     batch = Batch(rig, name, rig.submit(name), [])
     batch.reach_mid_batch()
     batch.cancel_tail()
@@ -172,6 +181,33 @@ def _redelivered_done(batch: Batch, report: FaultReport, fault_at: float) -> flo
     return max(done) - fault_at if done and len(done) == len(records) else None
 
 
+def kill_a_pool_child(rig: FaultRig) -> FaultReport:
+    """SIGKILL the pool process rendering a job on a `-c 2` worker (the worker lives):
+    Celery requeues its message and the sweep would too; it must render once more, once."""
+    batch = start_batch(rig, "child", ("w1", "w2"), concurrency=2)
+    job_id = wait_job_started(batch, "w1", within_s=0.3)
+    record = batch.store.get(job_id)
+    if record is None or record.pid is None:
+        raise RuntimeError(f"job {job_id} records no pid")
+    os.kill(record.pid, signal.SIGKILL)
+    fault_at = time.time()
+    report = batch.report("pool child kill (-c 2)", fault_at, fault_at)
+    return dataclasses.replace(report, recovery_s=_redelivered_done(batch, report, fault_at))
+
+
+def start_under_a_live_name(rig: FaultRig) -> FaultReport:
+    """Start a third worker under the name of a live one mid-batch: it must refuse, and
+    no job may be taken from the live owner of the name."""
+    batch = start_batch(rig, "same-name", ("w1", "w2"))
+    fault_at = time.time()
+    twin = rig.workers.start(lane="final", name="w1", wait=False)
+    refused = twin.proc.wait(timeout=60) != 0
+    report = batch.report(
+        "same-name start" + ("" if refused else " (NOT refused)"), fault_at, time.time()
+    )
+    return dataclasses.replace(report, recovery_s=None)
+
+
 def restart_redis(rig: FaultRig, down_s: float = 2.0) -> FaultReport:
     """SIGKILL redis-server mid-render, keep it down `down_s`, restart it in place."""
     batch = start_batch(rig, "redis", ("w1", "w2"))
@@ -180,7 +216,8 @@ def restart_redis(rig: FaultRig, down_s: float = 2.0) -> FaultReport:
     fault_at = time.time()
     time.sleep(down_s)
     rig.redis.start()
-    return batch.report(f"redis restart (AOF {rig.redis.fsync})", fault_at, time.time())
+    what = "redis restart" if down_s < 10 else f"redis outage {down_s:.0f} s"
+    return batch.report(f"{what} (AOF {rig.redis.fsync})", fault_at, time.time())
 
 
 def s3_outage(rig: FaultRig, down_s: float = 3.0) -> FaultReport:
@@ -199,7 +236,10 @@ def scenarios(args: argparse.Namespace) -> dict[str, Callable[[FaultRig], FaultR
     return {
         "kill": kill_a_worker,
         "kill-same-name": lambda rig: kill_a_worker(rig, same_name=True, **production),
+        "child-kill": kill_a_pool_child,
+        "same-name": start_under_a_live_name,
         "redis": restart_redis,
+        "redis-outage": lambda rig: restart_redis(rig, args.redis_down),
         "s3": lambda rig: s3_outage(rig, args.s3_down),
     }
 
@@ -210,13 +250,14 @@ def row(report: FaultReport) -> list[object]:
     return [
         report.scenario, t.jobs, t.count(JobState.SUCCEEDED), t.count(JobState.CANCELED),
         t.count(JobState.FAILED), len(t.lost), len(t.duplicates), t.writes,
+        f"{t.writes / max(t.objects, 1):.2f}",
         " ".join(f"{n}x{count}" for n, count in t.attempts.items()),
         f"{report.down_s:.1f}", recovery,
     ]  # fmt: skip
 
 
 HEADER = ["scenario", "jobs", "succeeded", "canceled", "failed", "lost", "duplicates", "writes",
-          "attempts", "down s", "recovery s"]  # fmt: skip
+          "renders/job", "attempts", "down s", "recovery s"]  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -225,9 +266,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description="darkroom under faults")
     parser.add_argument("--jobs", type=int, default=500)
-    parser.add_argument("--only", default="kill,kill-same-name,redis,s3")
+    parser.add_argument(
+        "--only", default="kill,kill-same-name,child-kill,same-name,redis,redis-outage,s3"
+    )
     parser.add_argument("--fsync", choices=["always", "everysec"], default="always")
     parser.add_argument("--s3-down", type=float, default=3.0)
+    parser.add_argument("--redis-down", type=float, default=40.0)
     args = parser.parse_args(argv)
     chosen = scenarios(args)
     rows: list[list[Any]] = []

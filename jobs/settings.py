@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(
         7200, ge=1, description="above the longest render, or a render runs twice"
     )
+    shutdown_grace_s: float | None = Field(
+        None, gt=0, description="SIGTERM: wait this long for running renders; None: time limit"
+    )
     heartbeat_interval_s: float = Field(1.0, gt=0)
     heartbeat_ttl_s: float = Field(4.0, gt=0, description="a silent worker is dead after this")
     max_attempts: int = Field(3, ge=1, description="deliveries of one job before it fails")
@@ -125,6 +128,11 @@ class Settings(BaseSettings):
     def hosted_enabled(self) -> bool:
         """Whether this deployment may send edits to the hosted provider."""
         return self.hosted_api_key is not None and bool(self.hosted_api_key.get_secret_value())
+
+    def shutdown_grace(self) -> float:
+        """Seconds a stopping worker waits for its renders: `shutdown_grace_s`, or the
+        render time limit plus the 30 s Celery adds for its hard limit."""
+        return self.shutdown_grace_s or float(self.render_time_limit_s + 30)
 
     def model_store_uri(self) -> str:
         return self.model_store or str((self.home / "models").resolve())

@@ -41,6 +41,7 @@ from producer.queue_stats import live_workers
 from producer.recipes import LoadedRecipe, first_error, load_recipe, recipe_from_ops
 from producer.skipped import describe_skipped, write_skipped
 from producer.sources import Sources, destination_uri, scan_sources
+from transport.redis_config import check_redis
 from transport.store import JobStore
 
 if TYPE_CHECKING:
@@ -212,6 +213,7 @@ def submit(
     choices = {"metadata": metadata, "bit_depth": int(bit_depth) if bit_depth else None}
     spec = _output_spec(loaded, fmt, quality, {**choices, "frames": frames})
     settings, redis = settings_and_redis()
+    check_redis(redis, "darkroom submit")
     _check_webhook(webhook, settings)
     found: Sources = scan_sources(sources, settings)
     items = found.items

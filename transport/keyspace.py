@@ -18,6 +18,14 @@ class Keyspace:
         """Set of the ids of jobs in state `running` (the registry the sweep reads)."""
         return f"{self.prefix}:running"
 
+    def lease(self, job_id: str) -> str:
+        """Id of the attempt running a job; expires unless that attempt renews it."""
+        return f"{self.prefix}:lease:{job_id}"
+
+    def dead_letter(self) -> str:
+        """List of JSON entries for messages whose job could not run (its record gone)."""
+        return f"{self.prefix}:dead-letter"
+
     def batch(self, name: str) -> str:
         """Hash of counters per state, plus `total`."""
         return f"{self.prefix}:batch:{name}"

@@ -19,6 +19,7 @@ from redis.exceptions import WatchError
 from jobs.errors import DarkroomError
 from jobs.schema import Job
 from jobs.states import TRANSITIONS, ErrorCode, JobState
+from transport import dead_letters
 from transport.keyspace import Keyspace
 from transport.messages import priority_list, render_message
 
@@ -32,7 +33,7 @@ local has_batch = ARGV[4] == '1'
 if cur then
   redis.call('HDEL', KEYS[1], 'error_code', 'error_message', 'worker', 'progress', 'output',
              'result', 'cancel_requested', 'running_at', 'retrying_at', 'failed_at',
-             'incarnation', 'retries', 'first_retry_at',
+             'incarnation', 'retries', 'first_retry_at', 'attempt', 'pid',
              'canceled_at')
   if has_batch then redis.call('HINCRBY', KEYS[2], cur, -1) end
 elseif has_batch then
@@ -61,10 +62,18 @@ for from in string.gmatch(ARGV[2], '[^,]+') do
   if from == cur then allowed = true end
 end
 if not allowed then return {0, cur} end
+-- Fenced: only the attempt that owns the job may move it (a zombie may not).
+if ARGV[7] ~= '' and (cur ~= 'running' or redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[7]) then
+  return {0, 'superseded'}
+end
+if ARGV[8] == '1' and redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then
+  return {0, 'cancel_requested'}
+end
 local to = ARGV[1]
 redis.call('HSET', KEYS[1], 'state', to, to .. '_at', ARGV[3], 'updated_at', ARGV[3])
 if ARGV[5] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
-if #ARGV > 6 then redis.call('HSET', KEYS[1], unpack(ARGV, 7)) end
+if #ARGV > 8 then redis.call('HSET', KEYS[1], unpack(ARGV, 9)) end
+if to ~= 'running' then redis.call('DEL', KEYS[3]) end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 -- The registry of started jobs: a sweep finds running jobs whose worker lost them.
 local id = redis.call('HGET', KEYS[1], 'id')
@@ -89,6 +98,24 @@ class TransitionRefused(DarkroomError):
         self.current = JobState(current) if current else None
         where = f"it is {current}" if current else "it does not exist (expired?)"
         super().__init__(f"job {job_id} cannot become {wanted}: {where}")
+
+
+class AttemptSuperseded(TransitionRefused):
+    """A fenced write by an attempt that no longer owns the job (another attempt does)."""
+
+    def __init__(self, job_id: str, wanted: JobState) -> None:
+        self.current = None
+        DarkroomError.__init__(
+            self, f"job {job_id} cannot become {wanted}: this attempt no longer owns it"
+        )
+
+
+class CancelPending(TransitionRefused):
+    """A job asked to succeed while a cancel of it was pending."""
+
+    def __init__(self, job_id: str, wanted: JobState) -> None:
+        self.current = JobState.RUNNING
+        DarkroomError.__init__(self, f"job {job_id} cannot become {wanted}: it was canceled")
 
 
 class JobRecord(BaseModel):
@@ -117,6 +144,10 @@ class JobRecord(BaseModel):
     retrying_at: float | None = None
     incarnation: str | None = None
     """Which start of `worker` runs it: a worker restarted under its own name is another."""
+    pid: int | None = None
+    """Process id of the attempt's render (on the worker's host)."""
+    attempt: str | None = None
+    """Id of the attempt that runs (or last ran) the job: the fencing token of its writes."""
     retries: int = 0
     """Deliberate re-sends (out of memory, storage outage); they are not crash attempts."""
     first_retry_at: float | None = None
@@ -257,17 +288,22 @@ class JobStore:
         *,
         attempt: bool = False,
         only_from: Iterable[JobState] | None = None,
+        fence: str | None = None,
+        unless_canceled: bool = False,
         **fields: Any,
     ) -> JobState:
         """Move a job to `to`; returns the state it left. Raises `TransitionRefused`.
 
         `only_from` narrows, for this call, the states the lifecycle allows leaving.
+        `fence`: an attempt id; the change happens only while that attempt owns the job
+        (else `AttemptSuperseded`). `unless_canceled`: refuse (`CancelPending`) if a
+        cancel of the job is pending.
         """
         allowed = _allowed_from(to)
         if only_from is not None:
             allowed = ",".join(s.value for s in only_from if s.value in allowed.split(","))
         ok, previous = self._transition(
-            keys=[self.keys.job(job_id), self.keys.running()],
+            keys=[self.keys.job(job_id), self.keys.running(), self.keys.lease(job_id)],
             args=[
                 to.value,
                 allowed,
@@ -275,11 +311,17 @@ class JobStore:
                 self.ttl_s,
                 "1" if attempt else "0",
                 self.keys.batch(""),
+                fence or "",
+                "1" if unless_canceled else "0",
                 *_flatten(fields),
             ],
         )
         previous = previous.decode() if isinstance(previous, bytes) else previous
         if not ok:
+            if previous == "superseded":
+                raise AttemptSuperseded(job_id, to)
+            if previous == "cancel_requested":
+                raise CancelPending(job_id, to)
             raise TransitionRefused(job_id, previous or None, to)
         return JobState(previous)
 
@@ -287,39 +329,29 @@ class JobStore:
         """Ids in the registry of started jobs."""
         return [_text(m) for m in self.redis.smembers(self.keys.running())]
 
-    def requeue_orphan(
-        self, job_id: str, worker: str | None, incarnation: str | None, reason: str
-    ) -> bool:
-        """Send a running job again from its stored payload, if it is still held by
-        `worker`/`incarnation` (checked atomically); for jobs whose message is gone."""
-        key = self.keys.job(job_id)
+    def requeue_orphan(self, job_id: str, reason: str) -> bool:
+        """Send a running job again from its stored payload if no live attempt holds it
+        (its lease expired; checked atomically with the requeue)."""
+        key, lease = self.keys.job(job_id), self.keys.lease(job_id)
         with self.redis.pipeline(transaction=True) as pipe:
             try:
-                pipe.watch(key)
-                state, held_by, held_in, queue, raw = (
+                pipe.watch(key, lease)
+                state, queue, raw = (
                     _text(v) if v is not None else None
-                    for v in pipe.hmget(key, "state", "worker", "incarnation", "queue", "job")
+                    for v in pipe.hmget(key, "state", "queue", "job")
                 )
-                if state != "running" or (held_by, held_in) != (worker, incarnation):
-                    return False
-                if not queue or not raw:
+                if state != "running" or pipe.exists(lease) or not queue or not raw:
                     return False
                 job = Job.from_json(raw)
                 pipe.multi()
                 self._transition(
-                    keys=[key, self.keys.running()],
+                    keys=[key, self.keys.running(), lease],
                     args=[
-                        "retrying",
-                        "running",
-                        repr(time.time()),
-                        self.ttl_s,
-                        "0",
-                        self.keys.batch(""),
-                        "error_message",
-                        reason,
+                        "retrying", "running", repr(time.time()), self.ttl_s, "0",
+                        self.keys.batch(""), "", "0", "error_message", reason,
                     ],
                     client=pipe,
-                )
+                )  # fmt: skip
                 message = render_message(
                     job.id, job.model_dump(mode="json", by_alias=True), queue, job.priority
                 )
@@ -328,6 +360,14 @@ class JobStore:
             except WatchError:
                 return False
         return True
+
+    def dead_letter(self, job_id: str, payload: dict[str, Any], reason: str) -> None:
+        """See `transport.dead_letters.dead_letter`."""
+        dead_letters.dead_letter(self.redis, self.keys, self.ttl_s, job_id, payload, reason)
+
+    def dead_letters(self, count: int = 100) -> list[dict[str, Any]]:
+        """The newest dead-letter entries, newest first."""
+        return dead_letters.newest(self.redis, self.keys, count)
 
     def set_progress(self, job_id: str, fraction: float) -> None:
         self.redis.hset(self.keys.job(job_id), "progress", f"{fraction:.3f}")

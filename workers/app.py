@@ -64,10 +64,15 @@ def create_app(settings: Settings) -> Celery:
     return app
 
 
-def install_worker_hooks(app: Celery, settings: Settings) -> None:
+def install_worker_hooks(app: Celery, settings: Settings, hostname: str) -> None:
     """What a serving worker adds to the app: heartbeats (and the dead-worker sweep),
-    JSON logs with the job id, Prometheus metrics. Once per worker process."""
-    _beat_while_serving(app, settings)
+    JSON logs with the job id, Prometheus metrics. Once per worker process.
+
+    Raises:
+        NameInUse: a live worker already beats under `hostname`.
+        EvictingRedis: Redis may evict darkroom's keys.
+    """
+    _beat_while_serving(app, settings, hostname)
     _observe(app, settings)
 
 
@@ -92,37 +97,43 @@ def _held_job_ids() -> list[str]:
     return list(state.requests)
 
 
-def _beat_while_serving(app: Celery, settings: Settings) -> None:
-    """Start the heartbeat (and dead-worker sweep) when the worker is ready."""
+def _beat_while_serving(app: Celery, settings: Settings, hostname: str) -> None:
+    """Check Redis, take the worker's name and beat from now on (a live name is never
+    shared); the beat says `ready` once the worker consumes."""
     from celery import signals
 
     from transport.embedded import connect
     from transport.keyspace import Keyspace
-    from workers.heartbeat import Heartbeat
+    from transport.redis_config import check_redis
+    from workers.heartbeat import Heartbeat, claim_name
 
-    beats: list[Heartbeat] = []
+    redis, keys = connect(settings), Keyspace(settings.key_prefix)
+    check_redis(redis, f"worker {hostname}")
+    incarnation = app.conf.get("darkroom_incarnation")
+    claim_name(redis, keys, hostname, incarnation, settings.heartbeat_ttl_s)
+    tier = app.conf.get("darkroom_tier")
+    beat = Heartbeat(
+        redis=redis,
+        keys=keys,
+        hostname=hostname,
+        info={
+            "tier": tier.name if tier else None,
+            "queues": app.conf.get("darkroom_queues", []),
+            "incarnation": incarnation,
+            "started_at": time.time(),
+            "ready": False,
+        },
+        holding=_held_job_ids,
+        interval_s=settings.heartbeat_interval_s,
+        ttl_s=settings.heartbeat_ttl_s,
+    )
+    beat.start()
 
     @signals.worker_ready.connect(weak=False)
-    def start(sender: Any = None, **_: Any) -> None:
-        tier = app.conf.get("darkroom_tier")
-        beat = Heartbeat(
-            redis=connect(settings),
-            keys=Keyspace(settings.key_prefix),
-            hostname=sender.hostname,
-            info={
-                "tier": tier.name if tier else None,
-                "queues": app.conf.get("darkroom_queues", []),
-                "incarnation": app.conf.get("darkroom_incarnation"),
-                "started_at": time.time(),
-            },
-            holding=_held_job_ids,
-            interval_s=settings.heartbeat_interval_s,
-            ttl_s=settings.heartbeat_ttl_s,
-        )
-        beat.start()
-        beats.append(beat)
+    def ready(**_: Any) -> None:
+        beat.info["ready"] = True
+        beat.beat()
 
     @signals.worker_shutdown.connect(weak=False)
     def stop(**_: Any) -> None:
-        for beat in beats:
-            beat.stop()
+        beat.stop()

@@ -8,13 +8,9 @@ preview never waits behind a final render.
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import subprocess
 import sys
-import time
 import uuid
-from pathlib import Path
 
 import click
 
@@ -53,6 +49,20 @@ TIER_CHOICES = ["auto", *(t.name for t in DEFAULT_TIERS)]
 )
 @click.option("--name", default=None, help="worker name (default: <tier>-<lane>-<pid>)")
 @click.option("--loglevel", default="info", show_default=True)
+@click.option(
+    "--probe", is_flag=True, help="exit 0 if a worker on this host beats and consumes, else 1"
+)
+@click.option(
+    "--drain",
+    is_flag=True,
+    help="warm-stop this host's workers (they finish their jobs) and wait for them",
+)
+@click.option(
+    "--drain-timeout",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="with --drain: seconds to wait (default: the shutdown grace)",
+)
 def worker(
     tier: str,
     lane: str,
@@ -61,8 +71,19 @@ def worker(
     pool: str | None,
     name: str | None,
     loglevel: str,
+    probe: bool,
+    drain: bool,
+    drain_timeout: float | None,
 ) -> None:
-    """Run a worker for a tier and lane."""
+    """Run a worker for a tier and lane (or, with --probe / --drain, check or stop the
+    workers of this host: what deploy/'s probes and preStop hook call)."""
+    if probe or drain:
+        from workers import probe as probes
+
+        settings = load_settings()
+        if probe:
+            sys.exit(probes.probe(settings, name))
+        sys.exit(probes.drain(settings, name, drain_timeout or settings.shutdown_grace()))
     try:
         settings = load_settings()
         from workers.gpu import choose_tier
@@ -80,7 +101,14 @@ def worker(
         # One worker, one card: torch in this process (and its children) sees only it.
         os.environ["CUDA_VISIBLE_DEVICES"] = str(card.index)
     if lane == "both":
-        sys.exit(_supervise(chosen.name, concurrency, gpu, loglevel, name))
+        from workers.supervise import supervise
+
+        lanes = [
+            worker_argv(chosen.name, lane, slots, name=f"{name}-{lane}" if name else None,
+                        loglevel=loglevel, gpu=gpu)
+            for lane, slots in (("preview", 1), ("final", concurrency))
+        ]  # fmt: skip
+        sys.exit(supervise(lanes, settings.shutdown_grace()))
     where = f"GPU {card.index} ({card.name}, {card.memory_gb:.0f} GB)" if card else "CPU"
     click.echo(f"darkroom worker: tier {chosen.name}, lane {lane}, on {where}", err=True)
     run_celery_worker(settings, chosen.name, Lane(lane), concurrency, pool, name, loglevel)
@@ -103,7 +131,6 @@ def run_celery_worker(
     tier = tier_named(tier_name, settings.tiers())
     queue = queue_name(tier, lane)
     app = create_app(settings)
-    install_worker_hooks(app, settings)
     app.conf.darkroom_tier = tier
     app.conf.darkroom_queues = [queue]
     if lane is Lane.PREVIEW:
@@ -117,6 +144,10 @@ def run_celery_worker(
     # This start of the worker: a restart under the same name is told apart by it.
     app.conf.darkroom_incarnation = uuid.uuid4().hex[:12]
     hostname = f"{name or f'{tier.name}-{lane.value}-{os.getpid()}'}@{socket.gethostname()}"
+    try:
+        install_worker_hooks(app, settings, hostname)
+    except DarkroomError as exc:
+        raise click.ClickException(str(exc)) from None
     app.worker_main(
         [
             "worker",
@@ -165,30 +196,3 @@ def worker_argv(
     if gpu is not None:
         argv += ["--gpu", str(gpu)]
     return argv
-
-
-def _supervise(
-    tier: str, concurrency: int, gpu: int | None, loglevel: str, name: str | None
-) -> int:
-    """Run the preview and final workers as children; stop both when either ends."""
-    children = []
-    for lane, slots in (("preview", 1), ("final", concurrency)):
-        argv = worker_argv(
-            tier, lane, slots, name=f"{name}-{lane}" if name else None, loglevel=loglevel, gpu=gpu
-        )
-        children.append(subprocess.Popen(argv, cwd=Path.cwd()))
-
-    def forward(signum: int, _frame: object) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, forward)
-    while all(child.poll() is None for child in children):
-        time.sleep(0.2)
-    forward(signal.SIGTERM, None)
-    deadline = time.monotonic() + 60
-    for child in children:
-        child.wait(timeout=max(deadline - time.monotonic(), 1))
-    return max(abs(child.returncode or 0) for child in children)

@@ -1,10 +1,12 @@
-"""Worker heartbeats, and the sweep that requeues the jobs of workers that died.
+"""Worker heartbeats, unique worker names, and the sweep that requeues abandoned jobs.
 
 kombu only restores an unacknowledged message once it is older than the visibility
 timeout, which must exceed the longest render (else long renders run twice). So a
-SIGKILLed worker's job would wait an hour. Instead every live worker beats a short-TTL
-key; one worker at a time (a Redis lock) sweeps kombu's unacked hash and puts back at
-the front of its queue every message whose job's worker has stopped beating.
+SIGKILLed worker's job would wait an hour. Instead every running attempt renews a
+short-TTL lease (`transport.attempts`) and every live worker beats a short-TTL key; one
+worker at a time (a Redis lock) sweeps: a running job whose lease expired goes back to
+the front of its queue (its unacked message, or one rebuilt from its payload), and so
+does a retrying job whose worker stopped beating.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from dataclasses import dataclass, field
 from subprocess import Popen, TimeoutExpired
 from typing import TYPE_CHECKING, Any
 
+from jobs.errors import ConfigError
 from transport.keyspace import Keyspace
 from transport.messages import UNACKED_HASH, UNACKED_INDEX, priority_list
+from transport.redis_config import eviction_problem
 from transport.store import JobStore
 
 if TYPE_CHECKING:
@@ -38,12 +42,52 @@ redis.call('RPUSH', KEYS[3], ARGV[3])
 return 1
 """
 
+# How often the sweeping worker re-reads Redis's eviction policy.
+EVICTION_CHECK_S = 30.0
 # A delivered message whose job never reached `running` (its worker died between
 # receiving and starting it) is put back after this long.
 UNSTARTED_GRACE_S = 30.0
-# A running job its live worker does not hold is an orphan after this long (the worker's
-# list of held jobs is at most a beat old).
-ORPHAN_GRACE_S = 10.0
+
+
+class NameInUse(ConfigError):
+    """Another live worker beats under the name a worker was asked to start with."""
+
+
+def claim_name(
+    redis: Redis, keys: Keyspace, hostname: str, incarnation: str | None, ttl_s: float
+) -> None:
+    """Take `hostname` for this start of a worker: a name is unique while its owner lives.
+
+    A heartbeat already under the name that is renewed while we watch belongs to a live
+    worker: refuse. One that is not renewed is a dead predecessor's (a worker restarted
+    in place): take the name once it expires (within its TTL; `ttl_s` is ours, the wait
+    is capped at 30 TTLs).
+
+    Raises:
+        NameInUse: with the live owner's pid and start time.
+    """
+    key = keys.worker(hostname)
+    first: Any = None
+    deadline = time.monotonic() + 30 * ttl_s
+    while True:
+        mine: dict[str, Any] = {"hostname": hostname, "incarnation": incarnation,
+                                "pid": os.getpid(), "at": time.time(), "holding": [],
+                                "ready": False}  # fmt: skip
+        if redis.set(key, json.dumps(mine), nx=True, px=int(ttl_s * 1000)):
+            redis.sadd(keys.workers(), hostname)
+            return
+        seen = redis.get(key)
+        if seen is None:
+            continue
+        first = first or seen
+        if seen != first or time.monotonic() > deadline:
+            owner = json.loads(seen)
+            raise NameInUse(
+                f"worker name {hostname} is in use by a live worker (pid {owner.get('pid')}, "
+                f"beating since {time.ctime(owner.get('started_at') or owner.get('at') or 0)}); "
+                "start this one with another --name, or stop that one first"
+            )
+        time.sleep(min(0.1, ttl_s / 10))
 
 
 @dataclass
@@ -61,6 +105,7 @@ class Heartbeat:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _healthy_since: float | None = None
+    _eviction_checked: float = float("-inf")
 
     def start(self) -> None:
         self.beat()
@@ -96,9 +141,20 @@ class Heartbeat:
                 # the others to beat again before judging any of them dead.
                 if now - self._healthy_since >= self.ttl_s and self._hold_sweep_lock():
                     sweep(self.redis, self.keys)
+                    self._watch_eviction(now)
             except Exception:  # the heartbeat must outlive a Redis restart
                 self._healthy_since = None
                 log.warning("heartbeat failed; retrying", exc_info=True)
+
+    def _watch_eviction(self, now: float) -> None:
+        """Every `EVICTION_CHECK_S`, say loudly if Redis was switched to an evicting policy
+        after start-up (the start-up check refuses one)."""
+        if now < self._eviction_checked + EVICTION_CHECK_S:
+            return
+        self._eviction_checked = now
+        problem = eviction_problem(self.redis)
+        if problem:
+            log.error("%s: jobs may be lost now", problem)
 
     def _hold_sweep_lock(self) -> bool:
         lock = f"{self.keys.prefix}:sweep-lock"
@@ -125,12 +181,13 @@ def live_workers(redis: Redis, keys: Keyspace) -> dict[str, dict[str, Any]]:
 
 
 def sweep(redis: Redis, keys: Keyspace, now: float | None = None) -> list[str]:
-    """Requeue jobs that dead (or restarted) workers held; returns the job ids put back.
+    """Requeue jobs nobody is running any more; returns the job ids put back.
 
-    First the unacknowledged messages of such workers go back to the front of their
-    queues; then the registry of started jobs is read for jobs no worker holds and whose
-    message is gone (a state write lost in a Redis restart): they are sent again from
-    their stored payload.
+    A running job is abandoned once its attempt's lease has expired (the process running
+    it was killed or cut off from Redis: `transport.attempts`), whatever its worker's
+    name; a retrying job once the worker holding its delayed message stopped beating.
+    Their unacknowledged messages go back to the front of their queues; a running job
+    with no message left (lost in a Redis restart) is sent again from its payload.
     """
     now = time.time() if now is None else now
     live = live_workers(redis, keys)
@@ -139,17 +196,8 @@ def sweep(redis: Redis, keys: Keyspace, now: float | None = None) -> list[str]:
     for job_id in store.running_ids():
         if job_id in with_message:
             continue
-        state, worker, incarnation, running_at = (
-            (_text(v) or None) if v is not None else None
-            for v in redis.hmget(keys.job(job_id), "state", "worker", "incarnation", "running_at")
-        )
-        if state != "running":
-            continue
-        started = float(running_at or now)
-        if _orphaned(worker, incarnation, job_id, live, now - started) and store.requeue_orphan(
-            job_id, worker, incarnation, f"requeued: worker {worker} no longer holds it"
-        ):
-            log.warning("requeued orphaned job %s (worker %s)", job_id, worker)
+        if store.requeue_orphan(job_id, "requeued: the attempt running it stopped renewing"):
+            log.warning("requeued orphaned job %s (its attempt's lease expired)", job_id)
             restored.append(job_id)
     return restored
 
@@ -175,6 +223,8 @@ def _restore_unacked(
             (_text(v) or None) if v is not None else None
             for v in redis.hmget(keys.job(job_id), "state", "worker", "incarnation")
         )
+        if state == "running" and redis.exists(keys.lease(job_id)):
+            continue
         if not _abandoned(state, worker, incarnation, live, now - delivered_at.get(tag, now)):
             continue
         message["headers"]["redelivered"] = True
@@ -199,20 +249,6 @@ def _gone(
     return incarnation is not None and beat.get("incarnation") not in (None, incarnation)
 
 
-def _orphaned(
-    worker: str | None,
-    incarnation: str | None,
-    job_id: str,
-    live: Mapping[str, Mapping[str, Any]],
-    running_s: float,
-) -> bool:
-    if _gone(worker, incarnation, live):
-        return True
-    # alive, but not holding it: its message was acked or lost while Redis was away
-    holding = (live.get(worker or "") or {}).get("holding")
-    return holding is not None and job_id not in holding and running_s > ORPHAN_GRACE_S
-
-
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -224,9 +260,11 @@ def _abandoned(
     live: Mapping[str, Mapping[str, Any]],
     age_s: float,
 ) -> bool:
-    """An unacknowledged message nobody will finish: its worker is gone, or it was
-    delivered long ago and never started."""
-    if state in ("running", "retrying") and worker:
+    """An unacknowledged message nobody will finish: its job runs under no live lease,
+    its worker is gone, or it was delivered long ago and never started."""
+    if state == "running":
+        return True  # the caller has seen its lease expired
+    if state == "retrying" and worker:
         return _gone(worker, incarnation, live)
     if state == "queued":
         return age_s > UNSTARTED_GRACE_S
@@ -241,14 +279,19 @@ def wait_until_beating(
     proc: Popen[bytes] | None = None,
     timeout_s: float = 60,
 ) -> str:
-    """Wait for a worker whose name starts with `name_prefix` to beat; its hostname.
+    """Wait for a worker whose name starts with `name_prefix` to beat and consume; its
+    hostname.
 
     Raises `RuntimeError` if `proc` (the worker's process) exits first, `TimeoutError`
     if nothing beats in time.
     """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        beating = [h for h in live_workers(redis, keys) if h.startswith(name_prefix)]
+        beating = [
+            h
+            for h, beat in live_workers(redis, keys).items()
+            if h.startswith(name_prefix) and beat.get("ready", True)
+        ]
         if beating:
             return beating[0]
         if proc is not None and proc.poll() is not None:

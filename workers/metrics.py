@@ -107,6 +107,9 @@ class WorkerMetrics:
         self.run = histogram("darkroom_job_run_seconds", "time in the render task", RUN_BUCKETS)
         self.failures = counter("darkroom_job_failures", "failed jobs by error code", (*tl, "code"))
         self.retries = counter("darkroom_job_retries", "deliveries that ended in a retry", tl)
+        self.dead_letters = counter(
+            "darkroom_dead_letters", "messages dead-lettered (their job could not run)", ("reason",)
+        )
         self.exceptions = counter(
             "darkroom_task_exceptions", "exceptions that escaped a task", ("task", "exception")
         )
@@ -229,6 +232,12 @@ def record_webhook(outcome: str, seconds: float | None = None) -> None:
     _current.webhooks.labels(outcome).inc()
     if seconds is not None:
         _current.webhook_time.observe(seconds)
+
+
+def record_dead_letter(reason: str) -> None:
+    """Count one dead-lettered message (`record_missing`); no-op if not installed."""
+    if _current is not None:
+        _current.dead_letters.labels(reason).inc()
 
 
 def install(

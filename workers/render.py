@@ -60,6 +60,9 @@ class Hooks:
     """Seconds this process has spent loading models so far (0 before the first)."""
     implementation: Callable[[str], Op] = implementation
     """Op name -> what runs it; the hosted tier swaps in `workers.hosted.implementations`."""
+    before_publish: Callable[[], None] = lambda: None
+    """Called before each output write; raises to stop the job writing (canceled, or its
+    attempt superseded)."""
 
 
 def load_input(uri: str, settings: Settings) -> Image.Image:
@@ -188,4 +191,5 @@ class _Run:
 
     def _put(self, suffix: str, data: bytes) -> str:
         key = output_key(self.job, self.prefix, suffix)
+        self.hooks.before_publish()  # raises when canceled or this attempt was superseded
         return self.storage.put(key, data, CONTENT_TYPES[self.job.output.format])

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from jobs.schema import Lane
 from jobs.settings import Settings
 from jobs.tiers import Tier
+from transport.attempts import Attempts
 from transport.embedded import connect
 from transport.keyspace import Keyspace
 from transport.store import JobStore
@@ -36,6 +37,19 @@ class Runtime:
     """Jobs this worker runs at once; CPU renders share the cores between them."""
     _models: ResidentModels | None = field(default=None, repr=False)
     _store: ModelStore | None = field(default=None, repr=False)
+    _attempts: Attempts | None = field(default=None, repr=False)
+
+    @property
+    def attempts(self) -> Attempts:
+        """Claim, lease and fenced progress of this process's attempts."""
+        if self._attempts is None:
+            self._attempts = Attempts(
+                self.redis,
+                self.keys,
+                ttl_s=self.settings.job_ttl_s,
+                lease_s=self.settings.heartbeat_ttl_s,
+            )
+        return self._attempts
 
     @property
     def models(self) -> ResidentModels:

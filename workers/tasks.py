@@ -1,13 +1,16 @@
 """The render task: a job's state transitions around `workers.render.render`.
 
 Bad input fails its own job with a code and a message, and the worker lives on. A job
-runs at most once to completion: a redelivered message finds it finished and is acked.
+runs as one attempt at a time (`transport.attempts`): a duplicate delivery finds it
+finished or held by a live attempt and is acked, and every write of an attempt that lost
+the job is refused. A message whose job record is gone is dead-lettered, not dropped.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from typing import Any
 
@@ -18,11 +21,14 @@ from jobs.errors import BackToLocal, JobCanceled, JobError, OutOfMemory, SchemaE
 from jobs.schema import Job
 from jobs.states import ErrorCode, JobState
 from jobs.tiers import next_larger, queue_name, route
+from storage import open_location
+from transport.attempts import Attempt, ClaimRefused
 from transport.messages import RENDER_TASK
-from transport.store import JobRecord, TransitionRefused
-from workers import webhooks
-from workers.heartbeat import live_workers
-from workers.render import Hooks, render
+from transport.redis_config import eviction_problem
+from transport.store import CancelPending, JobRecord, TransitionRefused
+from workers import metrics, webhooks
+from workers.lease import AttemptLost, Lease, patiently
+from workers.render import Hooks, RenderResult, output_key, render
 from workers.runtime import Runtime, RuntimeModels, runtime
 
 log = logging.getLogger(__name__)
@@ -48,109 +54,164 @@ def run(rt: Runtime, app: Celery, payload: dict[str, Any], task_id: str, worker:
         _fail_undecodable(rt, task_id, str(exc))
         return
 
-    # 2. claim: skip finished, canceled and duplicate deliveries; count the attempt
-    if not claim(rt, job, worker, incarnation):
+    # 2. claim: skip finished, canceled and duplicate deliveries; start one attempt
+    attempt = claim(rt, job, worker, incarnation)
+    if attempt is None:
         return
 
-    # 3. render, and record how it ended
+    # 3. render while this attempt's lease is kept alive, and record how it ended
+    every = min(rt.settings.heartbeat_interval_s, rt.settings.heartbeat_ttl_s / 3)
+    with Lease(rt.attempts, attempt, every, rt.settings.retry_budget_s) as lease:
+        _render_and_record(rt, app, job, lease)
+
+
+def _render_and_record(rt: Runtime, app: Celery, job: Job, lease: Lease) -> None:
+    fence = lease.attempt.id
     try:
-        result = render(job, rt.settings, _hooks(rt, job))
+        result = render(job, rt.settings, _hooks(rt, job, lease))
+    except AttemptLost as lost:
+        log.warning("%s; this attempt writes nothing", lost)
     except SoftTimeLimitExceeded:
-        _finish(
-            rt,
-            job,
-            JobState.FAILED,
-            error_code=ErrorCode.TIMEOUT.value,
-            error_message=f"render exceeded {rt.settings.render_time_limit_s} s",
-        )
+        message = f"render exceeded {rt.settings.render_time_limit_s} s"
+        _end(rt, job, JobState.FAILED, fence, ErrorCode.TIMEOUT, message)
     except JobCanceled as exc:
-        _finish(rt, job, JobState.CANCELED, error_code=exc.code.value, error_message=exc.message)
-    except JobError as exc:
-        if not (exc.retryable and _retry(rt, app, job, exc)):
-            _finish(rt, job, JobState.FAILED, error_code=exc.code.value, error_message=exc.message)
+        if lease.lost:  # the stop was another attempt taking the job, not a cancel
+            log.warning("job %s: another attempt holds it; this one writes nothing", job.id)
+            return
+        _end(rt, job, JobState.CANCELED, fence, ErrorCode.CANCELED, exc.message)
+    except (JobError, MemoryError) as raised:
+        failure = _as_job_error(raised)
+        if not (failure.retryable and _retry(rt, app, job, failure, fence)):
+            _finish(
+                rt,
+                job,
+                JobState.FAILED,
+                fence,
+                error_code=failure.code.value,
+                error_message=failure.message,
+            )
     except Exception as exc:
         log.exception("job %s failed unexpectedly", job.id)
         _finish(
             rt,
             job,
             JobState.FAILED,
+            fence,
             error_code=ErrorCode.INTERNAL.value,
             error_message=f"internal error ({type(exc).__name__}: {exc}); "
             "the worker log has the traceback",
         )
     else:
-        _finish(
-            rt, job, JobState.SUCCEEDED, output=result.output, progress="1", result=result.as_dict()
-        )
+        _succeed(rt, job, fence, result)
 
 
-def claim(rt: Runtime, job: Job, worker: str, incarnation: str | None = None) -> bool:
-    """Start the job on this worker, or say why not (finished, held elsewhere, expired,
-    past its deadline, out of attempts)."""
+def _as_job_error(raised: BaseException) -> JobError:
+    """A host `MemoryError` is the job's `out_of_memory` (so the tier spill rule applies)."""
+    if isinstance(raised, JobError):
+        return raised
+    return OutOfMemory(f"the render ran out of host memory ({type(raised).__name__})")
+
+
+def _succeed(rt: Runtime, job: Job, fence: str, result: RenderResult) -> None:
+    """Record success, unless a cancel landed while the output was being written: then
+    the output is removed and the job recorded canceled."""
+    fields = {"output": result.output, "progress": "1", "result": result.as_dict()}
+    try:
+        _finish(rt, job, JobState.SUCCEEDED, fence, unless_canceled=True, **fields)
+    except CancelPending:
+        storage, prefix = open_location(job.output.uri or rt.settings.output, rt.settings)
+        files = len(result.info.get("outputs") or [result.output])  # pages: <key>.p2, ...
+        for n in range(files):
+            storage.delete(output_key(job, prefix, f".p{n + 1}" if n else ""))
+        message = "canceled while its output was written; the output was removed"
+        _end(rt, job, JobState.CANCELED, fence, ErrorCode.CANCELED, message)
+
+
+def claim(rt: Runtime, job: Job, worker: str, incarnation: str | None = None) -> Attempt | None:
+    """Start an attempt of the job on this worker, or say why not (finished, held by a
+    live attempt, record gone, past its deadline, out of attempts)."""
     record = rt.store.get(job.id)
     if record is None:
-        log.warning("job %s has no record (expired?); dropping its message", job.id)
-        return False
+        _dead_letter(rt, job)
+        return None
     if record.state.terminal:
         log.info("job %s is already %s; acking the redelivery", job.id, record.state)
-        return False
-    if record.state is JobState.RUNNING and _held_elsewhere(rt, record, worker, incarnation):
-        log.warning(
-            "job %s is running on live worker %s; skipping duplicate", job.id, record.worker
-        )
-        return False
+        return None
+    dead = _dead_here(record, worker, incarnation)
+    if record.state is JobState.RUNNING and not dead and rt.attempts.lease_alive(job.id):
+        log.warning("job %s is running (attempt %s); skipping duplicate", job.id, record.attempt)
+        return None
     if record.state is JobState.QUEUED and job.cancel_after and time.time() > job.cancel_after:
-        _finish(
-            rt,
-            job,
-            JobState.CANCELED,
-            error_code=ErrorCode.CANCELED.value,
-            error_message="not started before its cancel_after deadline",
-        )
-        return False
+        message = "not started before its cancel_after deadline"
+        _end(rt, job, JobState.CANCELED, None, ErrorCode.CANCELED, message)
+        return None
     crashes = record.attempts - record.retries  # deliberate re-sends are not crashes
     if crashes >= rt.settings.max_attempts:
-        _finish(
-            rt,
-            job,
-            JobState.FAILED,
-            error_code=ErrorCode.INTERNAL.value,
-            error_message=f"gave up after {crashes} attempts; the worker stopped during each",
-        )
-        return False
+        message = f"gave up after {crashes} attempts; the worker stopped during each"
+        _end(rt, job, JobState.FAILED, None, ErrorCode.INTERNAL, message)
+        return None
+    started = rt.attempts.claim(
+        job.id,
+        dead_attempt=dead,
+        worker=worker,
+        progress="0",
+        incarnation=incarnation,
+        pid=os.getpid(),
+    )
+    if isinstance(started, ClaimRefused):
+        log.info("job %s not started: %s", job.id, started.reason)
+        return None
+    return started
+
+
+def _dead_here(record: JobRecord, worker: str, incarnation: str | None) -> str:
+    """The id of the job's running attempt if it ran in a process of this very worker
+    start that has died (a killed pool child): no need to wait for its lease to expire."""
+    if record.state is not JobState.RUNNING or not record.attempt or not record.pid:
+        return ""
+    if (record.worker, record.incarnation) != (worker, incarnation or None):
+        return ""
     try:
-        rt.store.transition(
-            job.id,
-            JobState.RUNNING,
-            attempt=True,
-            worker=worker,
-            progress="0",
-            incarnation=incarnation or "",
-        )
-    except TransitionRefused as refused:
-        log.info("job %s not started: %s", job.id, refused)
-        return False
-    return True
+        os.kill(record.pid, 0)
+    except ProcessLookupError:
+        return record.attempt
+    except PermissionError:
+        return ""
+    return ""
 
 
-def _held_elsewhere(rt: Runtime, record: JobRecord, worker: str, incarnation: str | None) -> bool:
-    """Another live worker (or this name's live start, if not us) is running the job."""
-    if not record.worker or (record.worker, record.incarnation or None) == (worker, incarnation):
-        return False
-    beat = live_workers(rt.redis, rt.keys).get(record.worker)
-    return beat is not None and beat.get("incarnation") in (None, record.incarnation)
+def _dead_letter(rt: Runtime, job: Job) -> None:
+    """A message whose job record is gone: fail it visibly, never drop it."""
+    problem = eviction_problem(rt.redis)
+    reason = "the job's record was gone from Redis when its message was delivered"
+    reason += f" ({problem})" if problem else " (expired, or deleted)"
+    log.error("job %s: %s; dead-lettered", job.id, reason)
+    rt.store.dead_letter(job.id, job.model_dump(mode="json", by_alias=True), reason)
+    metrics.record_dead_letter("record_missing")
 
 
-def _finish(rt: Runtime, job: Job, state: JobState, **fields: Any) -> None:
+def _finish(rt: Runtime, job: Job, state: JobState, fence: str | None, **fields: Any) -> None:
+    """Move the job to a final state (fenced by the attempt), waiting out a Redis outage.
+    `CancelPending` propagates; other refusals are logged."""
+    budget = rt.settings.retry_budget_s
     try:
-        rt.store.transition(job.id, state, **fields)
+        patiently(lambda: rt.store.transition(job.id, state, fence=fence, **fields), budget, job.id)
+    except CancelPending:
+        raise
     except TransitionRefused as refused:
         log.warning("job %s: %s", job.id, refused)
     else:
         webhooks.job_finished(rt.redis, rt.keys, job, state)
 
 
-def _retry(rt: Runtime, app: Celery, job: Job, exc: JobError) -> bool:
+def _end(
+    rt: Runtime, job: Job, state: JobState, fence: str | None, code: ErrorCode, message: str
+) -> None:
+    """A final state with an error code and message (`_finish`)."""
+    _finish(rt, job, state, fence, error_code=code.value, error_message=message)
+
+
+def _retry(rt: Runtime, app: Celery, job: Job, exc: JobError, fence: str | None = None) -> bool:
     """Send the job again; False: give up. Out of memory goes to the next larger tier
     (so at most once per tier); a storage outage retries on the same queue with backoff
     for up to `settings.retry_budget_s`, without spending the job's crash attempts."""
@@ -173,14 +234,19 @@ def _retry(rt: Runtime, app: Celery, job: Job, exc: JobError) -> bool:
     elif now - first > rt.settings.retry_budget_s:
         return False
     queue = queue_name(tier, job.mode)
-    rt.store.transition(
-        job.id,
-        JobState.RETRYING,
-        error_code=exc.code.value,
-        error_message=f"{exc.message}; retrying on {queue}",
-        retries=record.retries + 1,
-        first_retry_at=repr(first),
-    )
+    try:
+        rt.store.transition(
+            job.id,
+            JobState.RETRYING,
+            fence=fence,
+            error_code=exc.code.value,
+            error_message=f"{exc.message}; retrying on {queue}",
+            retries=record.retries + 1,
+            first_retry_at=repr(first),
+        )
+    except TransitionRefused as refused:
+        log.warning("job %s not retried: %s", job.id, refused)
+        return True  # nothing more for this attempt to record
     app.send_task(
         RENDER_TASK,
         kwargs={"job": job.model_dump(mode="json", by_alias=True)},
@@ -203,32 +269,20 @@ def _fail_undecodable(rt: Runtime, task_id: str, message: str) -> None:
         )
 
 
-def _hooks(rt: Runtime, job: Job) -> Hooks:
-    """Progress writes and cancel checks, each at most a few times a second."""
-    last = {"progress": 0.0, "cancel": 0.0}
-
-    def progress(fraction: float) -> None:
-        now = time.monotonic()
-        if now - last["progress"] >= 0.25:
-            last["progress"] = now
-            rt.store.set_progress(job.id, fraction)
-
-    def canceled() -> bool:
-        now = time.monotonic()
-        if now - last["cancel"] < 0.5:
-            return False
-        last["cancel"] = now
-        return rt.redis.hget(rt.keys.job(job.id), "cancel_requested") == b"1"
+def _hooks(rt: Runtime, job: Job, lease: Lease) -> Hooks:
+    """Progress and cancel checks go through the lease thread: the render never waits on
+    Redis. Before each output write the lease confirms the attempt still owns the job."""
 
     def load_seconds() -> float:
         stats = rt.model_stats()
         return float(stats.load_seconds) if stats is not None else 0.0
 
     hooks = Hooks(
-        progress=progress,
-        canceled=canceled,
+        progress=lease.progress,
+        canceled=lease.should_stop,
         models=RuntimeModels(rt),
         model_load_seconds=load_seconds,
+        before_publish=lease.confirm,
     )
     if rt.tier.hosted:
         from workers.hosted import implementations

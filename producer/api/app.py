@@ -32,6 +32,7 @@ from storage.formats import apply_limits
 from transport.embedded import connect, redis_url
 from transport.intake import Intake
 from transport.keyspace import Keyspace
+from transport.redis_config import check_redis
 from transport.store import JobStore
 
 if TYPE_CHECKING:
@@ -126,6 +127,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = build_context(settings, options)
+        check_redis(ctx.redis, "darkroom api")  # refuses a Redis that may evict jobs
         app.state.api = ctx
         app.state.streams = StreamSlots(options.streams_per_key)
         await ctx.events.start()

@@ -14,7 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from bench.faults import HEADER, FaultReport, kill_a_worker, restart_redis, row, s3_outage
+from bench.faults import (
+    HEADER,
+    FaultReport,
+    kill_a_pool_child,
+    kill_a_worker,
+    restart_redis,
+    row,
+    s3_outage,
+    start_under_a_live_name,
+)
 from jobs.states import JobState
 from testbed.faults import FaultRig, dismantle, make_rig
 from testbed.s3 import SeaweedS3
@@ -105,6 +114,43 @@ def test_a_ten_second_s3_outage_fails_no_queued_job(s3_server: SeaweedS3, tmp_pa
         report = s3_outage(rig, down_s=10.0)
     finally:
         dismantle(rig)
+    show(report)
+    assert report.tally.count(JobState.FAILED) == 0, report.tally.states
+    assert_nothing_lost_or_doubled(report)
+
+
+@pytest.fixture
+def small_rig(s3_server: SeaweedS3, tmp_path: Path) -> Iterator[FaultRig]:
+    rig = make_rig(s3_server, tmp_path, jobs=120)
+    try:
+        yield rig
+    finally:
+        dismantle(rig)
+
+
+def test_a_killed_pool_child_reruns_its_job_once_on_its_own_worker(small_rig: FaultRig) -> None:
+    # 02_child_kill_double_run.py: Celery's requeue and the sweep's give two messages
+    report = kill_a_pool_child(small_rig)
+    show(report)
+    assert_nothing_lost_or_doubled(report)
+    assert len(report.redelivered) == 1 and max(report.tally.attempts) == 2
+    assert report.recovery_s is not None and report.recovery_s < 10, report.recovery_s
+
+
+def test_a_worker_started_under_a_live_name_refuses_and_takes_nothing(
+    small_rig: FaultRig,
+) -> None:
+    # 13_same_name_workers.py
+    report = start_under_a_live_name(small_rig)
+    show(report)
+    assert "NOT refused" not in report.scenario
+    assert_nothing_lost_or_doubled(report)
+    assert report.redelivered == []
+
+
+def test_a_redis_outage_longer_than_a_client_retries_fails_nothing(small_rig: FaultRig) -> None:
+    # 04_redis_restart.py busy aof 45: in-flight jobs used to fail `internal` after ~30 s
+    report = restart_redis(small_rig, down_s=40.0)
     show(report)
     assert report.tally.count(JobState.FAILED) == 0, report.tally.states
     assert_nothing_lost_or_doubled(report)
