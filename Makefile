@@ -2,8 +2,8 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(EXTRAS)
 EXTRAS ?= dev,gen,ops,hosted
+STAMP := $(VENV)/.installed-$(EXTRAS)
 
 .PHONY: install demo test test-fast lint format mypy bench clean all
 
