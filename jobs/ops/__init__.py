@@ -6,6 +6,7 @@ module here, so a recipe validates without importing torch.
 """
 
 from jobs.ops import classic, generative, identity, portrait  # noqa: F401  (each registers its family)
+from jobs.ops import upscale as _upscale  # noqa: F401  (registers `upscale`)
 from jobs.ops.base import (
     CATALOGUE,
     CPU,

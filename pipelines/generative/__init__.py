@@ -46,6 +46,7 @@ PIPELINES: dict[str, type[EditPipeline]] = {
 # this package, so they are imported when a model of theirs first loads, not here.
 FAMILY_PIPELINES: dict[str, tuple[str, str]] = {
     "StableDiffusionXLInstantIDPipeline": ("pipelines.identity.portrait", "IdentityPortrait"),
+    "UpscalePipeline": ("pipelines.upscale.pipeline", "UpscalePipeline"),
 }
 
 

@@ -13,6 +13,7 @@ inside, as it was trained); outputs are not clipped.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -92,6 +93,7 @@ class RDN(nn.Module):
         self.upn2 = conv(u1, u2)
         self.upn3 = conv(u2, 3 * s * s)
         self.sr = conv(3 * s * s, 3)
+        self.folded: nn.Conv2d | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shallow = self.sfe1(x)
@@ -102,9 +104,26 @@ class RDN(nn.Module):
             outs.append(local)
         fused = self.gff2(self.gff1(torch.cat(outs, dim=1))) + shallow
         up = self.upn3(F.relu(self.upn2(F.relu(self.upn1(fused)))))
+        if self.folded is not None:
+            return F.pixel_shuffle(self.folded(up), self.config.scale)
         up = F.interpolate(up, scale_factor=self.config.scale, mode="nearest")
         out: torch.Tensor = self.sr(up)
         return out
+
+    def fold(self) -> RDN:
+        """Fold the nearest upsample + 3x3 `sr` conv into one low-resolution 3x3 conv to
+        3*s*s channels and a pixel shuffle: the same function (zero padding maps to zero
+        padding), s*s fewer multiply-adds in the last conv (2.6x faster at x4, FACTS)."""
+        s, weight = self.config.scale, self.sr.weight.detach()
+        folded = torch.zeros(3 * s * s, weight.shape[1], 3, 3, dtype=weight.dtype)
+        for c, a, b, dy, dx in itertools.product(range(3), range(s), range(s), (-1, 0, 1), (-1, 0, 1)):
+            oy, ox = (a + dy) // s, (b + dx) // s
+            folded[c * s * s + a * s + b, :, 1 + oy, 1 + ox] += weight[c, :, 1 + dy, 1 + dx]
+        self.folded = conv(weight.shape[1], 3 * s * s).to(weight.device)
+        with torch.no_grad():
+            self.folded.weight.copy_(folded)
+            self.folded.bias.copy_(self.sr.bias.detach().repeat_interleave(s * s))
+        return self
 
 
 class RRDB(nn.Module):
