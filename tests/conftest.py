@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.workers",
     "tests.fixtures.tiny_models",
     "tests.fixtures.faults",
+    "tests.fixtures.upscale",
 ]
