@@ -21,6 +21,7 @@ CPU = {
     "identity": "identity_portrait per stage at tiny size",
     "autoscale_sim": "autoscaler vs static pools on a synthetic day",
     "faults": "SIGKILL, Redis restart and S3 outage under load",
+    "variants": "super-resolution quality / speed / memory per model x scale x variant",
 }
 QUICK = {"queue": ["--quick"]}
 

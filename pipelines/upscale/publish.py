@@ -128,6 +128,9 @@ def score_variants(
     reference = run_all(load_runner(folder, VARIANT_FP32, config, device), config.scale, pairs)
     kept, refused = [], {}
     for variant in variants:
+        if variant.kind == "fp32":  # the reference itself: nothing to run again
+            kept.append(_with_score(variant, score(reference, reference, pairs, config.scale)))
+            continue
         try:
             runner = load_runner(folder, variant, config, device)
         except Exception as exc:  # a kind this machine cannot run is published unscored
@@ -139,8 +142,12 @@ def score_variants(
                 f"loses {result.loss_db:.2f} dB PSNR-Y against fp32 (limit {MAX_LOSS_DB} dB)"
             )
             continue
-        kept.append(variant.model_copy(update={"options": {**variant.options, "score": result.as_dict()}}))
+        kept.append(_with_score(variant, result))
     return kept, refused
+
+
+def _with_score(variant: Variant, result: Score) -> Variant:
+    return variant.model_copy(update={"options": {**variant.options, "score": result.as_dict()}})
 
 
 VARIANT_FP32 = Variant(name="fp32", kind="fp32", tiers=["cpu"], memory_gb=0)

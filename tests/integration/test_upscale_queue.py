@@ -106,10 +106,13 @@ def real_upscale_store(
     upscalerjs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> UpscaleStore:
     """thick x4 and slim x4, converted from the npm packages, fp32 variants only."""
+    import torch
+
     from jobs.settings import Settings
     from model_store import ModelStore
     from pipelines.upscale.publish import import_package
 
+    torch.set_num_threads(1)  # scoring in this process: spinning threads cost 20x on shared cores
     root = Path(tmp_path_factory.mktemp("real-upscale"))
     settings = Settings(home=root / "home", model_store=str(root / "store"), model_cache=root / "c")
     store = ModelStore.from_settings(settings)
