@@ -143,7 +143,9 @@ def report(args: argparse.Namespace) -> None:
             for scale in (int(s) for s in args.scales.split(",")):
                 folder = prepare(size, scale, Path(tmp))
                 names = args.variants.split(",")
-                results = {n: in_child(str(folder), n, str(args.side), str(args.threads)) for n in names}
+                results = {
+                    n: in_child(str(folder), n, str(args.side), str(args.threads)) for n in names
+                }
                 base = results.get("fp32", {})
                 against = compare(folder, names) if "ms_per_mp" in base else {}
                 for name, r in results.items():
@@ -179,7 +181,9 @@ def report(args: argparse.Namespace) -> None:
 def tiles_report(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = prepare(args.tiles, 4, Path(tmp))
-        result = in_child("--tiles-child", str(folder), args.tile_variant, "1024", str(args.threads))
+        result = in_child(
+            "--tiles-child", str(folder), args.tile_variant, "1024", str(args.threads)
+        )
     print(f"\n{args.tiles} x4 {args.tile_variant}, 1024^2 input in 128 px tiles (16 px overlap):")
     print(json.dumps(result))
 

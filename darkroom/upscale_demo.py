@@ -75,13 +75,20 @@ def write_sheet(crops: dict[str, Path], results: Path, dest: Path) -> tuple[Path
             continue
         lr = np.asarray(Image.open(path).convert("RGB"))
         ai = np.asarray(Image.open(out).convert("RGB"))
-        hr = np.asarray(Image.open(path.parent.parent / f"{path.parent.name}-originals" / path.name))
+        hr = np.asarray(
+            Image.open(path.parent.parent / f"{path.parent.name}-originals" / path.name)
+        )
         bic = bicubic(lr, SIDE, SIDE)
         p_ai, p_bic = psnr_y(ai, hr, SCALE), psnr_y(bic, hr, SCALE)
         gains.append(p_ai - p_bic)
         cells = "".join(
-            f'<td><img src="{_data_uri(Image.fromarray(a))}" width="{SIDE}"><br>{html.escape(t)}</td>'
-            for a, t in ((bic, f"bicubic {p_bic:.2f} dB"), (ai, f"AI {p_ai:.2f} dB"), (hr, "original"))
+            f'<td><img src="{_data_uri(Image.fromarray(a))}" width="{SIDE}">'
+            f"<br>{html.escape(t)}</td>"
+            for a, t in (
+                (bic, f"bicubic {p_bic:.2f} dB"),
+                (ai, f"AI {p_ai:.2f} dB"),
+                (hr, "original"),
+            )
         )
         rows.append(f"<tr><th>{html.escape(name)}<br>{p_ai - p_bic:+.2f} dB</th>{cells}</tr>")
     if not rows:

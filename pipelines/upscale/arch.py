@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
-from torch.nn import functional as F  # noqa: N812
+from torch.nn import functional as F
 
 Architecture = Literal["rdn", "rrdn"]
 BETA = 0.2  # ESRGAN's residual scaling, ISR's MultiplyBeta layers
@@ -116,13 +116,17 @@ class RDN(nn.Module):
         padding), s*s fewer multiply-adds in the last conv (2.6x faster at x4, FACTS)."""
         s, weight = self.config.scale, self.sr.weight.detach()
         folded = torch.zeros(3 * s * s, weight.shape[1], 3, 3, dtype=weight.dtype)
-        for c, a, b, dy, dx in itertools.product(range(3), range(s), range(s), (-1, 0, 1), (-1, 0, 1)):
+        for c, a, b, dy, dx in itertools.product(
+            range(3), range(s), range(s), (-1, 0, 1), (-1, 0, 1)
+        ):
             oy, ox = (a + dy) // s, (b + dx) // s
             folded[c * s * s + a * s + b, :, 1 + oy, 1 + ox] += weight[c, :, 1 + dy, 1 + dx]
         self.folded = conv(weight.shape[1], 3 * s * s).to(weight.device)
+        bias, folded_bias = self.sr.bias, self.folded.bias
+        assert bias is not None and folded_bias is not None
         with torch.no_grad():
             self.folded.weight.copy_(folded)
-            self.folded.bias.copy_(self.sr.bias.detach().repeat_interleave(s * s))
+            folded_bias.copy_(bias.detach().repeat_interleave(s * s))
         return self
 
 

@@ -43,7 +43,9 @@ def export_onnx(module: torch.nn.Module, path: Path) -> Path:
     return path
 
 
-def calibration_crops(count: int = CALIBRATION_CROPS, side: int = CALIBRATION_SIDE) -> list[np.ndarray]:
+def calibration_crops(
+    count: int = CALIBRATION_CROPS, side: int = CALIBRATION_SIDE
+) -> list[np.ndarray]:
     """`count` float32 1x3xSxS crops (0..255) from the scikit-image photos, fixed seed."""
     rng = np.random.default_rng(0)
     images = list(photos(256).values())
@@ -71,7 +73,9 @@ def quantize_int8(source: Path, target: Path, config: SRConfig) -> Path:
     import onnxruntime as ort
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    name = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+    name = (
+        ort.InferenceSession(str(source), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+    )
     quantize_static(
         str(source),
         str(target),

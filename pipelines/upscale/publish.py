@@ -101,18 +101,28 @@ def held_in(scale: int, side: int = SCORE_SIDE) -> list[tuple[np.ndarray, np.nda
     return [degrade(hr, scale) for hr in photos(side).values()]
 
 
-def run_all(runner: Runner, scale: int, pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
-    return [upscale_tiled(lr, runner, scale, plan(*lr.shape[:2], 0, 0)) for lr, _ in pairs]
+def run_all(
+    runner: Runner, scale: int, pairs: list[tuple[np.ndarray, np.ndarray]]
+) -> list[np.ndarray]:
+    return [upscale_tiled(lr, runner, scale, plan(lr.shape[0], lr.shape[1], 0, 0)) for lr, _ in pairs]
 
 
 def score(
-    outputs: list[np.ndarray], reference: list[np.ndarray], pairs: list[tuple[np.ndarray, np.ndarray]], scale: int
+    outputs: list[np.ndarray],
+    reference: list[np.ndarray],
+    pairs: list[tuple[np.ndarray, np.ndarray]],
+    scale: int,
 ) -> Score:
     """Score `outputs` against fp32's `reference` outputs and the originals."""
     mine = float(np.mean([psnr_y(o, hr, scale) for o, (_, hr) in zip(outputs, pairs, strict=True)]))
-    base = float(np.mean([psnr_y(r, hr, scale) for r, (_, hr) in zip(reference, pairs, strict=True)]))
+    base = float(
+        np.mean([psnr_y(r, hr, scale) for r, (_, hr) in zip(reference, pairs, strict=True)])
+    )
     vs = float(np.mean([psnr_y(o, r, scale) for o, r in zip(outputs, reference, strict=True)]))
-    diff = max(int(np.abs(o.astype(int) - r.astype(int)).max()) for o, r in zip(outputs, reference, strict=True))
+    diff = max(
+        int(np.abs(o.astype(int) - r.astype(int)).max())
+        for o, r in zip(outputs, reference, strict=True)
+    )
     return Score(mine, base - mine, vs, diff)
 
 
@@ -134,7 +144,9 @@ def score_variants(
         try:
             runner = load_runner(folder, variant, config, device)
         except Exception as exc:  # a kind this machine cannot run is published unscored
-            kept.append(variant.model_copy(update={"options": {**variant.options, "score": str(exc)[:200]}}))
+            kept.append(
+                variant.model_copy(update={"options": {**variant.options, "score": str(exc)[:200]}})
+            )
             continue
         result = score(run_all(runner, config.scale, pairs), reference, pairs, config.scale)
         if result.loss_db > MAX_LOSS_DB:
@@ -163,7 +175,11 @@ def variant_list(folder: Path, names: Sequence[str], params: int) -> list[Varian
         memory = round(params * per_param * 1.2 / 2**30 + ACTIVATIONS_GB, 3)
         files = [by_path[extra]] if extra else []
         options = {"quantization": "static int8 QDQ, per-channel"} if name == "onnx-int8" else {}
-        out.append(Variant(name=name, kind=kind, tiers=tiers, memory_gb=memory, files=files, options=options))
+        out.append(
+            Variant(
+                name=name, kind=kind, tiers=tiers, memory_gb=memory, files=files, options=options
+            )
+        )
     return out
 
 
@@ -213,13 +229,17 @@ def import_package(
     size = model or str(package.meta["name"]).rsplit("-", 1)[-1]
     folder = work / f"x{scale}"
     convert(package, scale, folder)
-    return publish_folder(store, folder, model_name(size, scale), str(package.meta["version"]), variants)
+    return publish_folder(
+        store, folder, model_name(size, scale), str(package.meta["version"]), variants
+    )
 
 
 def tiny_config(architecture: str, scale: int) -> SRConfig:
     """A small network of the real shape, for tests (RDN: D2 C2 G4; RRDN: T1 C2 G8)."""
     if architecture == "rdn":
-        return SRConfig("rdn", scale, features=8, growth=4, blocks=2, convs=2, upscale_features=(8, 8))
+        return SRConfig(
+            "rdn", scale, features=8, growth=4, blocks=2, convs=2, upscale_features=(8, 8)
+        )
     return SRConfig("rrdn", scale, features=8, growth=8, blocks=1, convs=2, dense_per_block=3)
 
 
@@ -242,7 +262,9 @@ def make_tiny(folder: Path, architecture: str, scale: int, seed: int = 0) -> Pat
     return write_folder(folder, config, module.state_dict(), {"package": "tiny", "license": "MIT"})
 
 
-def _identity_path(module: torch.nn.Module, scale: int) -> list[tuple[torch.nn.Conv2d, list[tuple[int, int]]]]:
+def _identity_path(
+    module: torch.nn.Module, scale: int
+) -> list[tuple[torch.nn.Conv2d, list[tuple[int, int]]]]:
     """(conv, [(out channel, in channel)]) centre taps that carry RGB straight through."""
     s2, rgb = scale * scale, range(3)
     spread = [(c * s2 + k, c) for c in rgb for k in range(s2)]  # each colour to its s*s slots

@@ -36,9 +36,7 @@ def ssim_y(result: np.ndarray, reference: np.ndarray, border: int) -> float:
     from skimage.metrics import structural_similarity
 
     a, b = _shave(luma(result), border), _shave(luma(reference), border)
-    return float(
-        structural_similarity(a, b, data_range=255.0, gaussian_weights=True, sigma=1.5)
-    )
+    return float(structural_similarity(a, b, data_range=255.0, gaussian_weights=True, sigma=1.5))
 
 
 def bicubic(rgb: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -157,7 +157,9 @@ def _rdn_config(layers: dict[str, Any], weights: dict[str, np.ndarray], scale: i
 
 
 def _rrdn_config(layers: dict[str, Any], weights: dict[str, np.ndarray], scale: int) -> SRConfig:
-    betas = {float(v["config"]["beta"]) for v in layers.values() if v["class_name"] == "MultiplyBeta"}
+    betas = {
+        float(v["config"]["beta"]) for v in layers.values() if v["class_name"] == "MultiplyBeta"
+    }
     if betas != {BETA}:
         raise PackageError(f"models/x{scale}: residual scaling {sorted(betas)}, expected {BETA}")
     if int(layers["pixel_shuffle"]["config"]["scale"]) != scale:

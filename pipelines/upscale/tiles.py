@@ -40,7 +40,12 @@ def plan(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
         return [Tile((0, height, 0, width), (0, height, 0, width))]
     return [
         Tile(
-            (max(0, y0 - overlap), min(height, y1 + overlap), max(0, x0 - overlap), min(width, x1 + overlap)),
+            (
+                max(0, y0 - overlap),
+                min(height, y1 + overlap),
+                max(0, x0 - overlap),
+                min(width, x1 + overlap),
+            ),
             (y0, y1, x0, x1),
         )
         for y0, y1 in _spans(height, tile)

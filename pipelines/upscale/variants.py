@@ -44,9 +44,7 @@ def torch_runner(module: torch.nn.Module, device: str, dtype: torch.dtype | None
     device_type = torch.device(device).type
 
     def run(x: np.ndarray) -> np.ndarray:
-        autocast = (
-            torch.autocast(device_type, dtype=dtype) if dtype else contextlib.nullcontext()
-        )
+        autocast = torch.autocast(device_type, dtype=dtype) if dtype else contextlib.nullcontext()
         with torch.inference_mode(), autocast:
             y = module(torch.from_numpy(x).to(device))
         return y.float().cpu().numpy()

@@ -54,7 +54,9 @@ def test_import_publishes_verified_files_and_scored_variants(
     )
     assert result.exit_code == 0, result.output
     assert "published esrgan-slim-x4@1.0.0 (alias stable)" in result.output
-    store = ModelStore.from_settings(Settings(model_store=str(tmp_path / "store"), model_cache=tmp_path / "cache"))
+    store = ModelStore.from_settings(
+        Settings(model_store=str(tmp_path / "store"), model_cache=tmp_path / "cache")
+    )
     manifest = store.resolve("esrgan-slim-x4")
     assert manifest.pipeline_class == "UpscalePipeline" and manifest.license == "MIT"
     paths = {f.path for f in manifest.files}

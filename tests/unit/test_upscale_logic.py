@@ -41,7 +41,7 @@ def test_routes_to_cpu_and_runs_on_every_gpu_tier() -> None:
 
 def test_output_pixel_limit_is_checked_from_the_size_alone() -> None:
     check_size(Image.new("RGB", (2048, 2048)), 4)  # 8192^2: exactly the limit
-    with pytest.raises(InputTooLarge, match="8196x8196 .* over the 67 MP limit"):
+    with pytest.raises(InputTooLarge, match=r"8196x8196 .* over the 67 MP limit"):
         check_size(Image.new("RGB", (2049, 2049)), 4)
 
 
@@ -49,7 +49,10 @@ def test_preview_input_keeps_aspect_under_the_pixel_budget() -> None:
     small = Image.new("RGB", (200, 100))
     assert preview_input(small) is small
     reduced = preview_input(Image.new("RGB", (1600, 800)))
-    assert reduced.width * reduced.height <= 256 * 256 and abs(reduced.width / reduced.height - 2) < 0.02
+    assert (
+        reduced.width * reduced.height <= 256 * 256
+        and abs(reduced.width / reduced.height - 2) < 0.02
+    )
 
 
 def test_tiles_cover_every_pixel_once_with_context_inside_the_image() -> None:
@@ -78,7 +81,9 @@ def test_permuted_channels_make_torch_pixel_shuffle_match_tf_depth_to_space(scal
     nchw = torch.from_numpy(x[..., depth_to_space_order(scale)].transpose(2, 0, 1))[None]
     got = torch.nn.functional.pixel_shuffle(nchw, scale)[0].permute(1, 2, 0).numpy()
     np.testing.assert_array_equal(got, expected)
-    unpermuted = torch.nn.functional.pixel_shuffle(torch.from_numpy(x.transpose(2, 0, 1))[None], scale)
+    unpermuted = torch.nn.functional.pixel_shuffle(
+        torch.from_numpy(x.transpose(2, 0, 1))[None], scale
+    )
     assert not np.array_equal(unpermuted[0].permute(1, 2, 0).numpy(), expected)
 
 
@@ -114,7 +119,7 @@ def test_cancel_between_tiles(tmp_path: Path) -> None:
 def test_tensorrt_and_cpu_fp16_refuse_clearly(tmp_path: Path) -> None:
     folder = make_tiny(tmp_path, "rdn", 2)
     engine = Variant(name="trt-a10", kind="tensorrt", tiers=["a10"], memory_gb=1)
-    with pytest.raises(ModelUnavailable, match="needs .*a CUDA device.* run the job on a tier"):
+    with pytest.raises(ModelUnavailable, match=r"needs .*a CUDA device.* run the job on a tier"):
         UpscalePipeline.from_folder(folder, engine, "cpu")
     fp16 = Variant(name="fp16", kind="fp16", tiers=["edge"], memory_gb=1)
     with pytest.raises(ModelUnavailable, match="runs on CUDA"):
