@@ -104,7 +104,11 @@ def held_in(scale: int, side: int = SCORE_SIDE) -> list[tuple[np.ndarray, np.nda
 def run_all(
     runner: Runner, scale: int, pairs: list[tuple[np.ndarray, np.ndarray]]
 ) -> list[np.ndarray]:
-    return [upscale_tiled(lr, runner, scale, plan(lr.shape[0], lr.shape[1], 0, 0)) for lr, _ in pairs]
+    return [upscale_tiled(lr, runner, scale, plan(*_size(lr), 0, 0)) for lr, _ in pairs]
+
+
+def _size(image: np.ndarray) -> tuple[int, int]:
+    return int(image.shape[0]), int(image.shape[1])
 
 
 def score(
