@@ -11,6 +11,7 @@ warm-up) and the peak RSS of the process that ran the variant (one process each)
     python -m bench.variants                          # slim + thick x4, all variants
     python -m bench.variants --models slim,medium,thick --scales 2,3,4,8 --side 256
     python -m bench.variants --tiles thick            # 1024^2 -> 4096^2 (minutes on CPU)
+    python -m bench.variants --preview                # the preview lane's candidates
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def prepare(size: str, scale: int, work: Path) -> Path:
+def prepare(size: str, scale: int, work: Path, onnx: bool = True) -> Path:
     """Convert the package's model and build its ONNX files into `work`."""
     from pipelines.upscale.publish import add_onnx, convert
     from pipelines.upscale.tfjs import UpscalerPackage
@@ -44,7 +45,8 @@ def prepare(size: str, scale: int, work: Path) -> Path:
         raise SystemExit(f"{tgz} is missing: run `make upscalerjs` (needs npm)")
     folder = work / f"{size}-x{scale}"
     convert(UpscalerPackage.open(tgz), scale, folder)
-    add_onnx(folder)
+    if onnx:
+        add_onnx(folder)
     return folder
 
 
@@ -104,10 +106,48 @@ def tiles_run(folder: Path, name: str, side: int, threads: int) -> dict[str, Any
     }
 
 
-def in_child(*args: str) -> dict[str, Any]:
-    """Run `--child ...` in a fresh process so each peak RSS is its own."""
+def preview_report(args: argparse.Namespace) -> None:
+    """The preview lane's candidates on a 1024x768 photo: latency of the op's model call."""
+    import statistics
+
+    import torch
+    from PIL import Image
+    from skimage import data
+
+    from bench.harness import table
+    from pipelines.upscale import preview_input
+    from pipelines.upscale.pipeline import UpscalePipeline
+    from pipelines.upscale.publish import variant_list
+
+    torch.set_num_threads(args.threads)
+    photo = Image.fromarray(data.astronaut()).resize((1024, 768))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        slim, thick = prepare("slim", 4, Path(tmp)), prepare("thick", 4, Path(tmp))
+        candidates = [
+            ("slim fp32 (RDN, upsampler folded), whole image", slim, "fp32", preview_input(photo)),
+            ("slim onnx-int8, whole image", slim, "onnx-int8", preview_input(photo)),
+            ("thick fp32, 64x64 centre", thick, "fp32", photo.crop((480, 352, 544, 416))),
+            ("thick onnx-int8, 64x64 centre", thick, "onnx-int8", photo.crop((480, 352, 544, 416))),
+        ]
+        for label, folder, name, image in candidates:
+            pipeline = UpscalePipeline.from_folder(folder, variant_list(folder, [name], 0)[0])
+            pipeline(image)  # warm-up
+            times = []
+            for _ in range(5):
+                started = time.perf_counter()
+                pipeline(image)
+                times.append((time.perf_counter() - started) * 1000)
+            size = f"{image.width}x{image.height} -> {image.width * 4}x{image.height * 4}"
+            rows.append([label, size, f"{statistics.median(times):.0f}", f"{max(times):.0f}"])
+    print(f"\npreview candidates, x4 of a 1024x768 photo, {args.threads} threads")
+    print(table(rows, ["candidate", "input -> draft", "median ms", "max ms"]))
+
+
+def in_child(*args: str, mode: str = "--child") -> dict[str, Any]:
+    """Run `--child ...` (or `mode`) in a fresh process so each peak RSS is its own."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench.variants", "--child", *args],
+        [sys.executable, "-m", "bench.variants", mode, *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -205,8 +245,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tiles", help="model for the 4096^2-output run (e.g. thick, slim)")
     parser.add_argument("--tile-variant", default="fp32")
+    parser.add_argument("--preview", action="store_true", help="the preview lane's candidates")
     args = parser.parse_args(argv)
-    if args.tiles:
+    if args.preview:
+        preview_report(args)
+    elif args.tiles:
         tiles_report(args)
     else:
         report(args)
