@@ -220,9 +220,9 @@ def report(args: argparse.Namespace) -> None:
 
 def tiles_report(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        folder = prepare(args.tiles, 4, Path(tmp))
+        folder = prepare(args.tiles, 4, Path(tmp), onnx=args.tile_variant.startswith("onnx"))
         result = in_child(
-            "--tiles-child", str(folder), args.tile_variant, "1024", str(args.threads)
+            str(folder), args.tile_variant, "1024", str(args.threads), mode="--tiles-child"
         )
     print(f"\n{args.tiles} x4 {args.tile_variant}, 1024^2 input in 128 px tiles (16 px overlap):")
     print(json.dumps(result))
