@@ -44,6 +44,7 @@ def test_port_reproduces_the_package_sample_within_one_level(
     assert diff.max() <= 1, f"{size} x{scale}: max {diff.max()} levels"
 
 
+@pytest.mark.slow  # ~40 s on shared cores: ONNX export, int8 calibration, scoring
 def test_import_publishes_verified_files_and_scored_variants(
     upscalerjs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
