@@ -21,6 +21,12 @@ from pipelines.upscale.tfjs import UpscalerPackage, decode_png, read_model  # no
 
 pytestmark = pytest.mark.gen
 
+
+@pytest.fixture(autouse=True)
+def one_thread() -> None:
+    torch.set_num_threads(1)  # shared cores: spinning threads ran the RRDN 13-19x slower
+
+
 CASES = [(size, scale) for size in ("slim", "medium") for scale in (2, 3, 4)]
 THICK = [pytest.param("thick", scale, marks=pytest.mark.slow) for scale in (2, 3, 4, 8)]
 
