@@ -16,8 +16,9 @@ from jobs.settings import Settings  # noqa: E402
 from model_store import ModelStore  # noqa: E402
 from pipelines.upscale.export import ONNX_FILE, export_onnx  # noqa: E402
 from pipelines.upscale.pipeline import UpscalePipeline, read_config  # noqa: E402
-from pipelines.upscale.publish import make_tiny, publish_folder  # noqa: E402
+from pipelines.upscale.publish import publish_folder  # noqa: E402
 from pipelines.upscale.quality import photos  # noqa: E402
+from pipelines.upscale.tiny import make_tiny  # noqa: E402
 from pipelines.upscale.variants import load_module  # noqa: E402
 from workers.resident import ResidentModels  # noqa: E402
 

@@ -18,9 +18,9 @@ from model_store.manifest import Variant  # noqa: E402
 from pipelines.upscale import check_size, preview_input  # noqa: E402
 from pipelines.upscale.arch import build  # noqa: E402
 from pipelines.upscale.pipeline import UpscalePipeline  # noqa: E402
-from pipelines.upscale.publish import make_tiny, tiny_config  # noqa: E402
 from pipelines.upscale.tfjs import depth_to_space_order  # noqa: E402
 from pipelines.upscale.tiles import plan  # noqa: E402
+from pipelines.upscale.tiny import make_tiny, tiny_config  # noqa: E402
 
 FP32 = Variant(name="fp32", kind="fp32", tiers=["cpu"], memory_gb=0.3)
 
