@@ -124,7 +124,9 @@ def _upscale_batch(
     click.echo(f"    upscale: model {ref}")
     crops = upscale_demo.make_crops(root / "archive-crops")
     recipe = root / "upscale.yaml"
-    recipe.write_text(yaml.safe_dump({"name": "upscale_x4", "steps": [{"upscale": {"scale": 4}}]}))
+    # PNG: the sheet measures PSNR against the originals, which a lossy format would skew.
+    body = {"name": "upscale_x4", "steps": [{"upscale": {"scale": 4}}], "output": {"format": "png"}}
+    recipe.write_text(yaml.safe_dump(body))
     batches.append(("demo-upscale", list(crops.values()), recipe, root / "upscaled"))
     return crops
 
