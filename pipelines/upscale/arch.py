@@ -178,12 +178,3 @@ class RRDN(nn.Module):
 def build(config: SRConfig) -> nn.Module:
     """An untrained network of `config`'s shape (weights are loaded after)."""
     return RDN(config) if config.architecture == "rdn" else RRDN(config)
-
-
-def receptive_radius(config: SRConfig) -> int:
-    """Input pixels on each side that influence one output pixel (for tile overlap)."""
-    if config.architecture == "rdn":
-        per_block = config.convs  # 3x3 convs; the fusion is 1x1
-        return 2 + config.blocks * per_block + 1 + 2 + 1 + 1 + 1
-    per_rdb = config.convs + 1
-    return 1 + config.blocks * config.dense_per_block * per_rdb + 1 + 1 + 1
