@@ -191,7 +191,7 @@ def variant_list(folder: Path, names: Sequence[str], params: int) -> list[Varian
 def cpu_first(variants: list[Variant], config: SRConfig) -> list[Variant]:
     """The cpu tier runs the first of its variants: int8 ONNX for the small RDNs (slim,
     medium: -0.03 dB, 2.3x faster than folded fp32 torch, `bench.variants --preview`),
-    fp32 for the RRDN (int8 costs it 0.11 dB of its 0.86 dB gain over bicubic, FACTS)."""
+    fp32 for the RRDN (int8 costs it 0.10 dB of its ~0.85 dB gain over bicubic)."""
     if config.architecture != "rdn":
         return variants
     return sorted(variants, key=lambda v: v.name != "onnx-int8")
