@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 EXTRAS ?= dev,gen,ops,hosted
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: install demo test test-fast lint format mypy bench clean all
+.PHONY: install demo test upscalerjs test-fast lint format mypy bench clean all
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -20,6 +20,22 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
 	touch $@
 
+# UpscalerJS's super-resolution models (MIT, npm): `npm pack` checks the registry's integrity
+# hash. Without npm the real-weights upscale tests skip and say why; see README, "Super-resolution".
+UPSCALERJS := .npm/.upscalerjs-1.0.0
+
+$(UPSCALERJS):
+	mkdir -p .npm
+	if command -v npm >/dev/null; then \
+		for m in slim medium thick; do \
+			(cd .npm && npm pack -q @upscalerjs/esrgan-$$m@1.0.0 >/dev/null) \
+				|| echo "npm pack @upscalerjs/esrgan-$$m failed: real-weights upscale tests will skip"; \
+		done; \
+	else echo "npm not found: real-weights upscale tests will skip"; fi
+	touch $@
+
+upscalerjs: $(UPSCALERJS)
+
 $(MEDIAPIPE_WHEEL): | $(BIN)/python
 	$(BIN)/pip download -q --no-deps --only-binary=:all: mediapipe==0.10.21 -d .whl \
 		|| echo "mediapipe wheel not available: selfie-model tests will skip"
@@ -27,10 +43,10 @@ $(MEDIAPIPE_WHEEL): | $(BIN)/python
 
 install: $(STAMP)
 
-demo: install $(MEDIAPIPE_WHEEL)
+demo: install $(MEDIAPIPE_WHEEL) $(UPSCALERJS)
 	$(BIN)/darkroom demo --out ./out
 
-test: install $(MEDIAPIPE_WHEEL)
+test: install $(MEDIAPIPE_WHEEL) $(UPSCALERJS)
 	$(BIN)/pytest -q tests
 
 test-fast: install

@@ -24,6 +24,7 @@ CPU = {
     "autoscale_sim": "autoscaler vs static pools on a synthetic day",
     "faults": "SIGKILL, Redis restart and S3 outage under load",
     "hosted": "hosted tier overhead and throughput against the Gemini stand-in",
+    "variants": "super-resolution quality / speed / memory per model x scale x variant",
 }
 QUICK = {"queue": ["--quick"]}
 

@@ -19,6 +19,7 @@ import click
 import redis
 import yaml
 
+from darkroom import upscale_demo
 from jobs.settings import Settings, load_settings
 from pipelines.portrait.selfie_wheel import publish_selfie
 from samples.photos import make_portrait_set, make_sample_set
@@ -48,6 +49,7 @@ def demo(out: str, concurrency: int) -> None:
             root / "retouched",
         ),
     ]
+    upscale_crops = _upscale_batch(settings, root, batches)
     click.echo(f"1/4 wrote {sum(len(b[1]) for b in batches)} photos under {root}")
     _publish_selfie_model(settings)
 
@@ -105,7 +107,34 @@ def demo(out: str, concurrency: int) -> None:
         click.echo(f"\n{name}: {dest}")
         click.echo(f"  contact sheet:    {dest / (name + '.contact.html')}")
         click.echo(f"  results manifest: {dest / (name + '.manifest.jsonl')}")
+    if upscale_crops:
+        _upscale_sheet(upscale_crops, root)
     sys.exit(max(codes, default=1))
+
+
+def _upscale_batch(
+    settings: Settings, root: Path, batches: list[tuple[str, list[Path], Path, Path]]
+) -> dict[str, Path] | None:
+    """Add the x4 super-resolution batch when the real model can be published."""
+    ref = upscale_demo.publish_model(settings)
+    if ref is None:
+        click.echo(f"    upscale: skipped ({upscale_demo.PACKAGE} missing: `make upscalerjs`)")
+        return None
+    click.echo(f"    upscale: model {ref}")
+    crops = upscale_demo.make_crops(root / "archive-crops")
+    recipe = root / "upscale.yaml"
+    # PNG: the sheet measures PSNR against the originals, which a lossy format would skew.
+    body = {"name": "upscale_x4", "steps": [{"upscale": {"scale": 4}}], "output": {"format": "png"}}
+    recipe.write_text(yaml.safe_dump(body))
+    batches.append(("demo-upscale", list(crops.values()), recipe, root / "upscaled"))
+    return crops
+
+
+def _upscale_sheet(crops: dict[str, Path], root: Path) -> None:
+    written = upscale_demo.write_sheet(crops, root / "upscaled", root / "upscale.contact.html")
+    if written is not None:
+        click.echo(f"\ndemo-upscale: {written[1]:+.2f} dB PSNR-Y over bicubic (x4, mean)")
+        click.echo(f"  bicubic vs AI sheet: {written[0]}")
 
 
 def _publish_selfie_model(settings: Settings) -> None:

@@ -372,3 +372,8 @@ register_lazy(
     "pipelines.generative.tiny:make_tiny_command",
     "build tiny random-weight models of every supported pipeline (tests, CI, demo)",
 )
+register_lazy(
+    "import-upscalerjs",
+    "pipelines.upscale.cli:import_upscalerjs_command",
+    "convert an UpscalerJS ESRGAN npm package (super-resolution) and publish it (upscale)",
+)

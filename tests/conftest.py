@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.fixtures.faults",
     "tests.fixtures.cli",
     "tests.fixtures.genai",
+    "tests.fixtures.upscale",
 ]

@@ -261,6 +261,8 @@ def _retry(rt: Runtime, app: Celery, job: Job, exc: JobError, fence: str | None 
 def _fail_undecodable(rt: Runtime, task_id: str, message: str) -> None:
     log.error("job %s does not decode: %s", task_id, message)
     with contextlib.suppress(TransitionRefused):
+        # A queued job may only fail from running: claim it first, or it stays queued forever.
+        rt.store.transition(task_id, JobState.RUNNING, attempt=True)
         rt.store.transition(
             task_id,
             JobState.FAILED,

@@ -12,6 +12,7 @@ from jobs.ops import (  # noqa: F401  (each registers its family)
     identity,
     multi_identity,
     portrait,
+    upscale,
 )
 from jobs.ops.base import (
     CATALOGUE,

@@ -47,6 +47,7 @@ PIPELINES: dict[str, type[EditPipeline]] = {
 FAMILY_PIPELINES: dict[str, tuple[str, str]] = {
     "StableDiffusionXLInstantIDPipeline": ("pipelines.identity.portrait", "IdentityPortrait"),
     "FluxUNOPipeline": ("pipelines.multi_identity.model", "MultiIdentity"),
+    "UpscalePipeline": ("pipelines.upscale.pipeline", "UpscalePipeline"),
 }
 
 
