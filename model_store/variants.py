@@ -58,7 +58,8 @@ def memory_gb(params: int, kind: str) -> float:
 
 
 def cpu_tiers(tiers: Sequence[Tier]) -> list[str]:
-    return [t.name for t in tiers if t.vram_gb == 0] or ["cpu"]
+    """Names of the local tiers without VRAM (a hosted tier runs no model of ours)."""
+    return [t.name for t in tiers if t.vram_gb == 0 and not t.hosted] or ["cpu"]
 
 
 def fits(tier: Tier, kind: str, params: int) -> bool:
