@@ -361,6 +361,34 @@ class JobStore:
                 return False
         return True
 
+    def requeue_lost(self, job_id: str) -> bool:
+        """Send a `queued` job's message again from its stored payload (its message was
+        lost: `transport.lost`); False if it is no longer queued (checked atomically).
+
+        Raises:
+            redis.exceptions.ConnectionError: Redis is unreachable.
+        """
+        key = self.keys.job(job_id)
+        with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(key)
+                state, queue, raw = (
+                    _text(v) if v is not None else None
+                    for v in pipe.hmget(key, "state", "queue", "job")
+                )
+                if state != "queued" or not queue or not raw:
+                    return False
+                job = Job.from_json(raw)
+                pipe.multi()
+                message = render_message(
+                    job.id, job.model_dump(mode="json", by_alias=True), queue, job.priority
+                )
+                pipe.rpush(priority_list(queue, job.priority), message)  # the front of the line
+                pipe.execute()
+            except WatchError:
+                return False
+        return True
+
     def dead_letter(self, job_id: str, payload: dict[str, Any], reason: str) -> None:
         """See `transport.dead_letters.dead_letter`."""
         dead_letters.dead_letter(self.redis, self.keys, self.ttl_s, job_id, payload, reason)

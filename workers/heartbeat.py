@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobs.errors import ConfigError
 from transport.keyspace import Keyspace
+from transport.lost import lost_queued
 from transport.messages import UNACKED_HASH, UNACKED_INDEX, priority_list
 from transport.redis_config import eviction_problem
 from transport.store import JobStore
@@ -106,6 +107,10 @@ class Heartbeat:
     _thread: threading.Thread | None = None
     _healthy_since: float | None = None
     _eviction_checked: float = float("-inf")
+    _lost_checks: int = 2
+    """Looks for queued jobs whose message was lost still to make (`transport.lost`): two
+    at start and after every spell without Redis, a sweep apart."""
+    _suspects: set[str] = field(default_factory=set)
 
     def start(self) -> None:
         self.beat()
@@ -141,10 +146,32 @@ class Heartbeat:
                 # the others to beat again before judging any of them dead.
                 if now - self._healthy_since >= self.ttl_s and self._hold_sweep_lock():
                     sweep(self.redis, self.keys)
+                    self._find_lost()
                     self._watch_eviction(now)
             except Exception:  # the heartbeat must outlive a Redis restart
                 self._healthy_since = None
+                self._lost_checks = 2
                 log.warning("heartbeat failed; retrying", exc_info=True)
+
+    def _find_lost(self) -> None:
+        """Requeue queued jobs found without a message on two looks in a row (a message
+        between kombu's BRPOP and its unacked write is seen on the second look)."""
+        if self._lost_checks <= 0:
+            return
+        held = {
+            str(job_id)
+            for beat in live_workers(self.redis, self.keys).values()
+            for job_id in beat.get("holding") or []
+        }
+        lost = set(lost_queued(self.redis, self.keys, held))
+        store = JobStore(self.redis, self.keys)
+        for job_id in sorted(lost & self._suspects):
+            if store.requeue_lost(job_id):
+                log.warning("requeued queued job %s: its message was lost (Redis restart)", job_id)
+        self._suspects = lost - self._suspects
+        self._lost_checks -= 1
+        if self._lost_checks == 0 and self._suspects:
+            self._lost_checks = 1  # unconfirmed suspects: look once more
 
     def _watch_eviction(self, now: float) -> None:
         """Every `EVICTION_CHECK_S`, say loudly if Redis was switched to an evicting policy
