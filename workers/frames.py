@@ -22,7 +22,7 @@ from storage.decode import Frame, Picture
 from storage.deep import DeepImage, as_pil
 
 DEEP_FAMILIES = frozenset({"classic"})  # op families that work on 16-bit DeepImages
-ALPHA_KEEPING_FAMILIES = frozenset({"generative"})  # edits composited back under alpha
+ALPHA_KEEPING_FAMILIES = frozenset({"generative", "hosted"})  # edits composited under alpha
 
 
 def chosen_frames(picture: Picture, job: Job, info: dict[str, Any]) -> list[Frame]:

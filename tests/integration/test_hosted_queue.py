@@ -80,6 +80,11 @@ def test_hosted_jobs_render_through_the_provider_and_its_refusals_fail_only_thei
     tmp_path: Path,
 ) -> None:
     src, image = photo(tmp_path)
+    cutout = image.convert("RGBA")
+    alpha = Image.new("L", cutout.size, 0)
+    alpha.paste(255, (8, 8, 40, 40))  # a transparent frame around an opaque subject
+    cutout.putalpha(alpha)
+    cutout.save(tmp_path / "cutout.png")
     workers.start(
         tier="hosted", lane="final", name="hosted-final", DARKROOM_RETRY_BUDGET_S="2", **hosted_env
     )
@@ -100,8 +105,9 @@ def test_hosted_jobs_render_through_the_provider_and_its_refusals_fail_only_thei
             ),
             output=OutputSpec(format="png", key="levels-then-gemini"),
         ),
+        job((tmp_path / "cutout.png").resolve().as_uri(), "gemini_edit", "autumn", "cutout"),
     ]
-    ok, blocked, quota, no_image, slow, mixed = run_jobs(store, jobs, timeout=90)
+    ok, blocked, quota, no_image, slow, mixed, cut = run_jobs(store, jobs, timeout=90)
 
     # the stored output is the provider's answer to the image we sent
     assert ok.state is JobState.SUCCEEDED, ok
@@ -123,6 +129,11 @@ def test_hosted_jobs_render_through_the_provider_and_its_refusals_fail_only_thei
     assert mixed.state is JobState.SUCCEEDED, mixed
     assert mixed.result is not None and mixed.result["steps"] == ["auto_levels", "gemini_edit"]
     assert mixed.result["backend"] == BACKEND
+    # a transparent cut-out keeps its transparency: the edit is composited under its alpha
+    assert cut.state is JobState.SUCCEEDED, cut
+    with Image.open(tmp_path / "out" / "cutout.png") as out:
+        assert out.mode == "RGBA"
+        assert np.array_equal(np.asarray(out.getchannel("A")), np.asarray(alpha))
     # what left the machine: the instruction and the image, with the deployment's key
     prompts = {s.prompt for s in gemini_standin.seen}
     assert "make it autumn" in prompts
