@@ -224,6 +224,15 @@ class JobView(BaseModel):
     webhook: WebhookView | None = None
     inline: InlineImage | None = None
     backend: str | None = Field(None, description="who rendered it: local, or the hosted model")
+    info: dict[str, Any] = Field(
+        default_factory=dict,
+        description="what the render recorded, per op (`<op>.<name>`: e.g. the identity gate's "
+        "similarity matrices, a hosted call's cost, the variant that ran) and per input "
+        "(pages or frames, metadata notes); server paths are never shown",
+    )
+    pages: list[OutputView] = Field(
+        default_factory=list, description="every output file when the job wrote several"
+    )
 
 
 class BatchView(BaseModel):

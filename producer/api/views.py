@@ -7,6 +7,7 @@ worker reaches it), so `GET` never shows a job as queued when it can no longer s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from typing import Any
@@ -98,6 +99,12 @@ def job_view(ctx: ApiContext, raw: Raw, base_url: str) -> JobView:
             view.output = ctx.outputs.link(record.output, base_url)
         except DarkroomError:
             view.output = None  # written outside this API's output location
+    info = dict((record.result or {}).get("info") or {})
+    files = info.pop("outputs", None) or []
+    view.info = json.loads(redact(json.dumps(info), ctx.settings))
+    for uri in files if record.state is JobState.SUCCEEDED else []:
+        with contextlib.suppress(DarkroomError):
+            view.pages.append(ctx.outputs.link(str(uri), base_url))
     return view
 
 

@@ -107,9 +107,10 @@ def test_uploaded_extra_images_reach_the_worker(
     # in a random-weight render, so `best` keeps it unverified and the default fails
     view = finished(client, headers, best)
     assert view["state"] == "succeeded", view
+    info = view["info"]  # what the tenant sees through the API, as the worker recorded it
     record = JobStore(redis_client).get(best)
     assert record is not None and record.result is not None
-    info = record.result["info"]
+    assert info == record.result["info"]
     assert info["multi_identity.people"] == 2
     [match] = info["multi_identity.identity_matches"]
     assert len(match["similarity"]) == 2 and match["assignment"] == [None, None]
