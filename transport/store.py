@@ -25,6 +25,7 @@ from transport.messages import priority_list, render_message
 
 if TYPE_CHECKING:
     from redis import Redis
+    from redis.client import Pipeline
 
 _ENQUEUE = """
 local cur = redis.call('HGET', KEYS[1], 'state')
@@ -352,10 +353,7 @@ class JobStore:
                     ],
                     client=pipe,
                 )  # fmt: skip
-                message = render_message(
-                    job.id, job.model_dump(mode="json", by_alias=True), queue, job.priority
-                )
-                pipe.rpush(priority_list(queue, job.priority), message)  # the front of the line
+                _send_again(pipe, job, queue)
                 pipe.execute()
             except WatchError:
                 return False
@@ -380,10 +378,7 @@ class JobStore:
                     return False
                 job = Job.from_json(raw)
                 pipe.multi()
-                message = render_message(
-                    job.id, job.model_dump(mode="json", by_alias=True), queue, job.priority
-                )
-                pipe.rpush(priority_list(queue, job.priority), message)  # the front of the line
+                _send_again(pipe, job, queue)
                 pipe.execute()
             except WatchError:
                 return False
@@ -447,3 +442,11 @@ class JobStore:
         """job id -> source of every job in the batch."""
         raw = self.redis.hgetall(self.keys.batch_jobs(name))
         return {_text(k): _text(v) for k, v in raw.items()}
+
+
+def _send_again(pipe: Pipeline, job: Job, queue: str) -> None:
+    """Queue `job`'s render message again, at the front of its priority's line."""
+    message = render_message(
+        job.id, job.model_dump(mode="json", by_alias=True), queue, job.priority
+    )
+    pipe.rpush(priority_list(queue, job.priority), message)
