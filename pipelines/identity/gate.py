@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ from PIL import Image
 from scipy.optimize import linear_sum_assignment
 
 from jobs.errors import FaceNotFound, InputInvalid
+from pipelines.base import OpContext
 from pipelines.faces import Face, FaceAnalyzer, similarity
 
 MAX_SEED = 2**63 - 1
@@ -253,3 +254,36 @@ def verdict(result: GateResult, on_mismatch: str, labels: Sequence[str] = ()) ->
         f"{tried}). Use sharper, frontal reference photos, name each person in the prompt, "
         "or lower min_identity; on_mismatch='best' returns the closest render instead."
     )
+
+
+def gated_render(
+    ctx: OpContext,
+    render_once: Callable[[OpContext], Image.Image],
+    match: Matcher,
+    seeds: list[int],
+    params: Any,
+    labels: Sequence[str] = (),
+) -> Image.Image:
+    """Render with each of `seeds` until one passes the gate (`params.min_identity`), then
+    return the attempt `params.on_mismatch` chooses; every attempt is recorded in
+    `ctx.info`. Progress runs over the whole budget, so it never goes back on a re-render.
+
+    Raises:
+        FaceNotFound, InputInvalid: no attempt passed and the job asked to fail (`verdict`).
+    """
+
+    def render(seed: int) -> Image.Image:
+        index = seeds.index(seed)
+
+        def progress(fraction: float) -> None:
+            ctx.progress((index + fraction) / len(seeds))
+
+        attempt = replace(ctx, seed=seed, info={}, progress=progress)
+        image = render_once(attempt)
+        ctx.info.update(attempt.info)
+        return image
+
+    result = run_gate(render, match, seeds, params.min_identity)
+    chosen = verdict(result, params.on_mismatch, labels)
+    ctx.info.update(result.as_info(chosen), identity_checked=True)
+    return result.images[chosen]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -28,7 +27,7 @@ from pipelines.generative.base import EditPipeline
 from pipelines.generative.denoise import job_seed
 from pipelines.generative.sizing import SizePlan, lane_side, lane_steps
 from pipelines.identity.diffusion import StableDiffusionXLInstantIDPipeline
-from pipelines.identity.gate import IdentityMatcher, attempt_seeds, run_gate, verdict
+from pipelines.identity.gate import IdentityMatcher, attempt_seeds, gated_render
 from pipelines.identity.keypoints import draw_keypoints, map_keypoints
 from pipelines.identity.layout import FACE_ENCODER, IP_ADAPTER_FILE, IP_ADAPTER_FOLDER
 from pipelines.identity.subject import Subject, average_embeddings, find_subject
@@ -177,35 +176,13 @@ class IdentityPortrait(EditPipeline):
         # 3. renders with new seeds until one passes the identity gate
         seeds = attempt_seeds(job_seed(ctx), params.max_rerenders + 1)
 
-        def render(seed: int) -> Image.Image:
-            return self._attempt(ctx, seeds.index(seed), seeds, plan, params, inputs)
-
         # one person, however many photos of them: the best-matching face in the render
         matcher = IdentityMatcher(face_analyzer(), [subject.sface_embeddings()])
-        result = run_gate(render, matcher, seeds, params.min_identity)
-        chosen = verdict(result, params.on_mismatch)
-        ctx.info.update(result.as_info(chosen), identity_checked=True)
-        return result.images[chosen]
 
-    def _attempt(
-        self,
-        ctx: OpContext,
-        index: int,
-        seeds: list[int],
-        plan: SizePlan,
-        params: IdentityPortraitParams,
-        inputs: dict[str, Any],
-    ) -> Image.Image:
-        """One seeded render; progress runs over the whole budget of attempts, so it
-        never goes back when a re-render starts."""
+        def render_once(attempt: OpContext) -> Image.Image:
+            return self.render(attempt, plan, lane_steps(params, ctx), **inputs)
 
-        def progress(fraction: float) -> None:
-            ctx.progress((index + fraction) / len(seeds))
-
-        attempt = replace(ctx, seed=seeds[index], info={}, progress=progress)
-        image = self.render(attempt, plan, lane_steps(params, ctx), **inputs)
-        ctx.info.update(attempt.info)
-        return image
+        return gated_render(ctx, render_once, matcher, seeds, params)
 
 
 def identity_portrait(image: Image.Image, params: Any, ctx: OpContext) -> Image.Image:

@@ -10,7 +10,6 @@ LoRA adapters its manifest links (`adapters.py`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any, ClassVar, Self
 
 import torch
@@ -24,7 +23,7 @@ from pipelines.base import OpContext
 from pipelines.generative.base import EditPipeline, FluxLatents
 from pipelines.generative.denoise import job_seed
 from pipelines.generative.sizing import SizePlan, lane_side, lane_steps
-from pipelines.identity.gate import IdentityMatcher, attempt_seeds, run_gate, verdict
+from pipelines.identity.gate import IdentityMatcher, attempt_seeds, gated_render
 from pipelines.multi_identity.adapters import load_adapters
 from pipelines.multi_identity.diffusion import FluxUNOPipeline
 from pipelines.multi_identity.people import Person, align_face, find_people, reference_side
@@ -107,34 +106,12 @@ class MultiIdentity(FluxLatents, EditPipeline):
 
         # 3. renders with new seeds until one passes the multi-face gate
         seeds = attempt_seeds(job_seed(ctx), params.max_rerenders + 1)
-
-        def render(seed: int) -> Image.Image:
-            return self._attempt(ctx, seeds.index(seed), seeds, plan, params, inputs)
-
         matcher = IdentityMatcher(face_analyzer(), [[p.embedding] for p in people])
-        result = run_gate(render, matcher, seeds, params.min_identity)
-        chosen = verdict(result, params.on_mismatch, [p.label for p in people])
-        ctx.info.update(result.as_info(chosen), identity_checked=True)
-        return result.images[chosen]
 
-    def _attempt(
-        self,
-        ctx: OpContext,
-        index: int,
-        seeds: list[int],
-        plan: SizePlan,
-        params: MultiIdentityParams,
-        inputs: dict[str, Any],
-    ) -> Image.Image:
-        """One seeded render; progress runs over the whole budget of attempts."""
+        def render_once(attempt: OpContext) -> Image.Image:
+            return self.render(attempt, plan, lane_steps(params, ctx), **inputs)
 
-        def progress(fraction: float) -> None:
-            ctx.progress((index + fraction) / len(seeds))
-
-        attempt = replace(ctx, seed=seeds[index], info={}, progress=progress)
-        image = self.render(attempt, plan, lane_steps(params, ctx), **inputs)
-        ctx.info.update(attempt.info)
-        return image
+        return gated_render(ctx, render_once, matcher, seeds, params, [p.label for p in people])
 
 
 def multi_identity(image: Image.Image, params: Any, ctx: OpContext) -> Image.Image:
