@@ -105,6 +105,26 @@ class ResidentModels:
                 return found.model
             return self._load(key, manifest, variant).model
 
+    def holds(self, ref: str, lane: Lane | str = Lane.FINAL) -> bool:
+        """Whether `ref`'s variant for `lane` is loaded now (never loads; resolving an
+        alias may read the store's manifest once per `resolve_ttl_s`).
+
+        Raises:
+            ModelUnavailable: `ref` is not published in the store.
+        """
+        with self._lock:
+            manifest = self._resolve(ref)
+            variant = manifest.variant_for(self.tier, self.preferred.get(str(Lane(lane)), []))
+            return f"{manifest.ref}:{variant.name}" in self._resident
+
+    def resident_refs(self) -> list[str]:
+        """The refs jobs asked for (as they named them: `kontext@stable`) whose model is
+        loaded now, most recently used first: what a worker advertises in its heartbeat."""
+        with self._lock:
+            loaded = list(reversed(self._resident))
+            named = [(ref, r.manifest.ref) for ref, r in self._resolved.items()]
+            return [ref for key in loaded for ref, name in named if key.startswith(f"{name}:")]
+
     def local_path(self, ref: str) -> Path:
         """The verified local folder of `ref` (name, name@version or name@alias), pulled
         into this machine's cache if it is not there yet.
