@@ -74,7 +74,7 @@ def demo(out: str, concurrency: int) -> None:
         )
         try:
             wait_until_beating(
-                redis.Redis.from_url(url), Keyspace(), "demo-final", proc=worker, timeout_s=90
+                redis.Redis.from_url(url), Keyspace(), "demo-both", proc=worker, timeout_s=90
             )
         except (RuntimeError, TimeoutError) as exc:
             raise click.ClickException(f"{exc}; see {worker_log}") from None

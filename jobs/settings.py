@@ -77,6 +77,17 @@ class Settings(BaseSettings):
         600.0, ge=0, description="how long a job retries through a storage outage"
     )
 
+    # One card, two lanes (`darkroom worker --lane both`): see workers/steps.py.
+    preview_slots: int = Field(
+        2, ge=1, le=64, description="previews one model-owning worker holds and runs at once"
+    )
+    max_overtakes: int = Field(
+        4, ge=1, description="previews that may run between two steps of a final render"
+    )
+    preview_batch_ms: float = Field(
+        0.0, ge=0, le=1000, description="micro-batch window for same-model previews; 0: off"
+    )
+
     # Models: the store they are published to, and each worker's pull-through cache.
     model_store: str | None = Field(
         None, description="folder or s3://bucket/prefix; None: <home>/models"

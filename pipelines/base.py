@@ -27,6 +27,10 @@ def _no_progress(fraction: float) -> None:
     return None
 
 
+def _no_pause() -> None:
+    return None
+
+
 def _never() -> bool:
     return False
 
@@ -68,6 +72,11 @@ class OpContext:
     """Fraction of this step done, 0..1; ops with inner loops report it."""
     should_stop: Callable[[], bool] = _never
     """True once the job was canceled; long ops check it between iterations."""
+    between_steps: Callable[[], None] = _no_pause
+    """Ops with inner loops call it between two steps (a denoising step, a tile). The
+    worker's step scheduler (`workers.steps`) may run a waiting preview there, in another
+    thread, on the same resident model: an op keeps no per-call state in shared objects
+    across it (`pipelines.generative.base.call_view`)."""
     extra_inputs: list[Image.Image] = field(default_factory=list)
     """Further images the job carries (reference faces, multi-image edits)."""
     models: ModelSource | None = None

@@ -60,11 +60,13 @@ class WorkerFactory:
         concurrency: int = 1,
         name: str | None = None,
         wait: bool = True,
+        split_lanes: bool = False,
         **env: str,
     ) -> WorkerProcess:
+        """Start `darkroom worker` (`split_lanes`: `--lane both` as two processes)."""
         name = name or f"w{len(self.started)}-{tier}-{lane}"
         log = self.tmp / f"{name}.log"
-        argv = worker_argv(tier, lane, concurrency, name=name)
+        argv = worker_argv(tier, lane, concurrency, name=name, split_lanes=split_lanes)
         proc = subprocess.Popen(
             argv,
             cwd=ROOT,

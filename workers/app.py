@@ -137,3 +137,34 @@ def _beat_while_serving(app: Celery, settings: Settings, hostname: str) -> None:
     @signals.worker_shutdown.connect(weak=False)
     def stop(**_: Any) -> None:
         beat.stop()
+
+
+def serve_both_lanes(app: Celery, preview_queue: str, preview_slots: int, final_slots: int) -> None:
+    """One model-owning worker process for both lanes of its card: Celery's own task
+    consumer takes the final queue (at most `final_slots` messages held), and a second
+    consumer on its own channel takes the preview queue (at most `preview_slots`), so
+    finals never fill the slots previews need. Both hand their messages to Celery's task
+    handler: the same requests, acks, signals and warm shutdown as any task. Run with a
+    `threads` pool of `final_slots + preview_slots`; the step scheduler
+    (`workers.steps`) shares the card between them.
+    """
+    from celery import bootsteps
+    from kombu import Consumer, Exchange, Queue
+
+    class PreviewConsumer(bootsteps.ConsumerStep):  # type: ignore[misc]
+        requires = ("celery.worker.consumer.tasks:Tasks",)
+
+        def __init__(self, c: Any, **kwargs: Any) -> None:
+            # Celery sizes the task consumer's prefetch from the pool; ours is the finals'.
+            c.initial_prefetch_count = final_slots
+            self.c = c
+            super().__init__(c, **kwargs)
+
+        def get_consumers(self, channel: Any) -> list[Consumer]:
+            channel.basic_qos(0, preview_slots, False)
+            queue = Queue(preview_queue, Exchange(preview_queue), routing_key=preview_queue)
+            handler = self.c.create_task_handler()
+            return [Consumer(channel, queues=[queue], on_message=handler, accept=["json"])]
+
+    app.steps["consumer"].add(PreviewConsumer)
+    app.conf.darkroom_both_lanes = True

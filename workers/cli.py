@@ -1,8 +1,12 @@
 """`darkroom worker`: run Celery workers for one tier and its lanes.
 
-`--lane both` runs two Celery workers as child processes: a dedicated preview consumer
-(one slot, solo pool) and the final consumer (`--concurrency` slots, prefork), so a
-preview never waits behind a final render.
+`--lane both` runs one model-owning Celery worker (a supervised child process): one
+resident copy of each model, a final consumer (`--concurrency` slots) and a preview
+consumer (`DARKROOM_PREVIEW_SLOTS`) on a threads pool, and a step scheduler that runs a
+waiting preview between two steps of a final (`workers.steps`). `--split-lanes` runs
+the lanes as two workers instead (a solo preview consumer and a prefork final one): two
+copies of each model, each lane its own blast radius; for a host with a preview card
+of its own, or CPU workers with several final slots.
 """
 
 from __future__ import annotations
@@ -47,6 +51,12 @@ TIER_CHOICES = ["auto", *(t.name for t in DEFAULT_TIERS)]
     default=None,
     help="Celery pool; default: solo for preview, prefork for final",
 )
+@click.option(
+    "--split-lanes",
+    is_flag=True,
+    help="with --lane both: one process per lane (two copies of each model) instead of one",
+)
+@click.option("--serve-both", is_flag=True, hidden=True, help="the model-owning child")
 @click.option("--name", default=None, help="worker name (default: <tier>-<lane>-<pid>)")
 @click.option("--loglevel", default="info", show_default=True)
 @click.option(
@@ -69,6 +79,8 @@ def worker(
     concurrency: int,
     gpu: int | None,
     pool: str | None,
+    split_lanes: bool,
+    serve_both: bool,
     name: str | None,
     loglevel: str,
     probe: bool,
@@ -100,24 +112,34 @@ def worker(
     if card is not None:
         # One worker, one card: torch in this process (and its children) sees only it.
         os.environ["CUDA_VISIBLE_DEVICES"] = str(card.index)
-    if lane == "both":
+    if lane == "both" and not serve_both:
         from workers.supervise import supervise
 
-        lanes = [
-            worker_argv(chosen.name, lane, slots, name=f"{name}-{lane}" if name else None,
-                        loglevel=loglevel, gpu=gpu)
-            for lane, slots in (("preview", 1), ("final", concurrency))
-        ]  # fmt: skip
+        if split_lanes:
+            lanes = [
+                worker_argv(chosen.name, lane, slots, name=f"{name}-{lane}" if name else None,
+                            loglevel=loglevel, gpu=gpu)
+                for lane, slots in (("preview", 1), ("final", concurrency))
+            ]  # fmt: skip
+        else:
+            child = f"{name}-both" if name else None
+            lanes = [
+                worker_argv(chosen.name, "both", concurrency, name=child, loglevel=loglevel,
+                            gpu=gpu, serve_both=True)
+            ]  # fmt: skip
         sys.exit(supervise(lanes, settings.shutdown_grace()))
     where = f"GPU {card.index} ({card.name}, {card.memory_gb:.0f} GB)" if card else "CPU"
     click.echo(f"darkroom worker: tier {chosen.name}, lane {lane}, on {where}", err=True)
-    run_celery_worker(settings, chosen.name, Lane(lane), concurrency, pool, name, loglevel)
+    run_celery_worker(
+        settings, chosen.name, None if lane == "both" else Lane(lane), concurrency, pool, name,
+        loglevel,
+    )  # fmt: skip
 
 
 def run_celery_worker(
     settings: object,
     tier_name: str,
-    lane: Lane,
+    lane: Lane | None,
     concurrency: int,
     pool: str | None,
     name: str | None,
@@ -125,25 +147,34 @@ def run_celery_worker(
 ) -> None:
     from jobs.settings import Settings
     from jobs.tiers import tier_named
-    from workers.app import create_app, install_worker_hooks
+    from workers.app import create_app, install_worker_hooks, serve_both_lanes
 
     assert isinstance(settings, Settings)
     tier = tier_named(tier_name, settings.tiers())
-    queue = queue_name(tier, lane)
+    queue = queue_name(tier, lane or Lane.FINAL)
     app = create_app(settings)
     app.conf.darkroom_tier = tier
     app.conf.darkroom_queues = [queue]
-    if lane is Lane.PREVIEW:
+    app.conf.darkroom_slots = concurrency
+    if lane is None:
+        # one process, one copy of each model: the final queue on Celery's consumer,
+        # the preview queue on a second one, all on threads sharing the step scheduler
+        preview_queue = queue_name(tier, Lane.PREVIEW)
+        app.conf.darkroom_queues = [preview_queue, queue]
+        serve_both_lanes(app, preview_queue, settings.preview_slots, concurrency)
+        pool, concurrency = "threads", concurrency + settings.preview_slots
+    elif lane is Lane.PREVIEW:
         # solo runs the task in the consumer itself: measured 30 % lower submit-to-start
         # than threads (p50 1.6 vs 2.6 ms); previews are short, so it still answers
         # control commands (drain) between jobs.
         pool, concurrency = pool or "solo", 1
-    app.conf.darkroom_slots = concurrency
+        app.conf.darkroom_slots = 1
     if tier.hosted:
         import workers.hosted  # noqa: F401  (the provider client, imported once before the fork)
     # This start of the worker: a restart under the same name is told apart by it.
     app.conf.darkroom_incarnation = uuid.uuid4().hex[:12]
-    hostname = f"{name or f'{tier.name}-{lane.value}-{os.getpid()}'}@{socket.gethostname()}"
+    lane_name = lane.value if lane else "both"
+    hostname = f"{name or f'{tier.name}-{lane_name}-{os.getpid()}'}@{socket.gethostname()}"
     try:
         install_worker_hooks(app, settings, hostname)
     except DarkroomError as exc:
@@ -175,8 +206,11 @@ def worker_argv(
     name: str | None = None,
     loglevel: str = "info",
     gpu: int | None = None,
+    split_lanes: bool = False,
+    serve_both: bool = False,
 ) -> list[str]:
-    """The command line that starts `darkroom worker` with this Python."""
+    """The command line that starts `darkroom worker` with this Python (`serve_both`:
+    the model-owning process of `--lane both` itself, not its supervisor)."""
     argv = [
         sys.executable,
         "-m",
@@ -195,4 +229,8 @@ def worker_argv(
         argv += ["--name", name]
     if gpu is not None:
         argv += ["--gpu", str(gpu)]
+    if split_lanes:
+        argv.append("--split-lanes")
+    if serve_both:
+        argv.append("--serve-both")
     return argv

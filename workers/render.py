@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,10 @@ class Hooks:
     before_publish: Callable[[], None] = lambda: None
     """Called before each output write; raises to stop the job writing (canceled, or its
     attempt superseded)."""
+    hold_card: Callable[[], AbstractContextManager[None]] = nullcontext
+    """Held around every op: the card's step scheduler, in a process serving both lanes."""
+    between_steps: Callable[[], None] = lambda: None
+    """What ops call between two inner steps (`OpContext.between_steps`)."""
 
 
 def load_input(uri: str, settings: Settings) -> Image.Image:
@@ -167,9 +172,12 @@ class _Run:
             models=self.hooks.models,
             progress=_step_progress(self.hooks, at, total),
             should_stop=self.hooks.canceled,
+            between_steps=self.hooks.between_steps,
         )
         given = prepared_for(op, image, self.info)
-        edited = with_input_alpha(op, given, self.hooks.implementation(op)(given, params, ctx))
+        with self.hooks.hold_card():
+            edited = self.hooks.implementation(op)(given, params, ctx)
+        edited = with_input_alpha(op, given, edited)
         if not isinstance(edited, Image.Image | DeepImage):
             raise TypeError(f"op {op} returned {type(edited).__name__}, not an image")
         self.info.update({f"{op}.{k}": v for k, v in ctx.info.items()})

@@ -5,6 +5,11 @@ What is resident is bounded by a memory budget (the card's memory by default): a
 model whose variant would push the sum of resident `memory_gb` over the budget
 evicts the least recently used ones first. A worker alternating between models that
 fit together never reloads either. Built after fork, in the process that uses it.
+
+Threads of one process share it (`darkroom worker --lane both`: previews and finals of
+one card): a model a running job has asked for is pinned to that job's thread until
+`release()`, and is never evicted under it; a load that would need a pinned model's
+memory waits for it to be released.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ class ResidentModels:
         *,
         preferred: Mapping[str, Sequence[str]] | None = None,
         resolve_ttl_s: float = 30.0,
+        pin_wait_s: float = 600.0,
     ) -> None:
         self.store = store
         self.tier = tier.name if isinstance(tier, Tier) else tier
@@ -73,10 +79,16 @@ class ResidentModels:
         self.preferred = {lane: list(names) for lane, names in (preferred or {}).items()}
         """Lane -> variant names or kinds to pick first, e.g. {"preview": ["fp8"]}."""
         self.resolve_ttl_s = resolve_ttl_s
+        self.pin_wait_s = pin_wait_s
+        """How long a load waits for models other running jobs use before OutOfMemory."""
         self.stats = ResidentStats()
         self._resident: OrderedDict[str, Resident] = OrderedDict()
         self._resolved: dict[str, _Resolved] = {}
-        self._lock = threading.Lock()
+        self._load_s: dict[int, float] = {}
+        """thread id -> seconds that thread has spent loading models"""
+        self._pins: dict[int, set[str]] = {}
+        """thread id -> keys its running job has asked for"""
+        self._lock = threading.Condition()
 
     @classmethod
     def from_settings(cls, settings: Settings, tier: Tier | str) -> ResidentModels:
@@ -98,12 +110,24 @@ class ResidentModels:
             manifest = self._resolve(ref)
             variant = manifest.variant_for(self.tier, self.preferred.get(str(Lane(lane)), []))
             key = f"{manifest.ref}:{variant.name}"
+            self._pins.setdefault(threading.get_ident(), set()).add(key)
             found = self._resident.get(key)
             if found is not None:
                 self._resident.move_to_end(key)
                 self.stats.hits += 1
                 return found.model
             return self._load(key, manifest, variant).model
+
+    def load_seconds_here(self) -> float:
+        """Seconds the calling thread has spent loading models (a job's own loads, when
+        threads of one process run several jobs)."""
+        return self._load_s.get(threading.get_ident(), 0.0)
+
+    def release(self) -> None:
+        """The calling thread's job is over: unpin the models it asked for."""
+        with self._lock:
+            self._pins.pop(threading.get_ident(), None)
+            self._lock.notify_all()
 
     def holds(self, ref: str, lane: Lane | str = Lane.FINAL) -> bool:
         """Whether `ref`'s variant for `lane` is loaded now (never loads; resolving an
@@ -166,11 +190,22 @@ class ResidentModels:
                 f"model {manifest.ref} ({variant.describe()}) needs {need:g} GB resident; this "
                 f"worker's budget is {self.budget_gb:g} GB: run it on a larger tier"
             )
+        deadline = time.monotonic() + self.pin_wait_s
         while self._resident and self.used_gb + need > self.budget_gb:
-            self._evict_oldest()
+            if self._evict_oldest(unpinned=True):
+                continue
+            # every candidate is in use by another running job: wait for one to end
+            if not self._lock.wait(timeout=max(0.0, deadline - time.monotonic())):
+                raise OutOfMemory(
+                    f"model {manifest.ref} needs {need:g} GB; the rest of this worker's "
+                    f"{self.budget_gb:g} GB stayed in use by other jobs for "
+                    f"{self.pin_wait_s:g} s: run it on a larger tier"
+                )
         started = time.perf_counter()
         model = _build(self.store.pull(manifest.ref), variant, self.device, components)
         took = time.perf_counter() - started
+        me = threading.get_ident()
+        self._load_s[me] = self._load_s.get(me, 0.0) + took
         self.stats.loads += 1
         self.stats.load_seconds += took
         self.stats.last_load_seconds = took
@@ -182,11 +217,21 @@ class ResidentModels:
         fitting = [v for v in component.manifest.variants if self.tier in v.tiers]
         return fitting[0].memory_gb if fitting else 0.0
 
-    def _evict_oldest(self) -> None:
-        _, evicted = self._resident.popitem(last=False)
+    def _evict_oldest(self, *, unpinned: bool = False) -> bool:
+        """Drop the least recently used model (`unpinned`: that no other running job
+        holds); False when there is none to drop."""
+        pinned: set[str] = set()
+        if unpinned:
+            me = threading.get_ident()
+            pinned = {k for thread, keys in self._pins.items() if thread != me for k in keys}
+        key = next((k for k in self._resident if k not in pinned), None)
+        if key is None:
+            return False
+        evicted = self._resident.pop(key)
         del evicted
         self.stats.evictions += 1
         _release_memory(self.device)
+        return True
 
 
 def _build(

@@ -18,6 +18,7 @@ from transport.attempts import Attempts
 from transport.embedded import connect
 from transport.keyspace import Keyspace
 from transport.store import JobStore
+from workers.steps import StepScheduler
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -35,6 +36,8 @@ class Runtime:
     keys: Keyspace
     slots: int = 1
     """Jobs this worker runs at once; CPU renders share the cores between them."""
+    steps: StepScheduler | None = None
+    """The card's step scheduler when this process serves both lanes (`workers.steps`)."""
     _models: ResidentModels | None = field(default=None, repr=False)
     _store: ModelStore | None = field(default=None, repr=False)
     _attempts: Attempts | None = field(default=None, repr=False)
@@ -75,6 +78,15 @@ class Runtime:
             self._store = ModelStore.from_settings(self.settings)
         return self._store
 
+    def release_models(self) -> None:
+        """The calling thread's job is over: the models it used may be evicted again."""
+        if self._models is not None:
+            self._models.release()
+
+    def load_seconds_here(self) -> float:
+        """Seconds the calling thread has spent loading models (0 before any)."""
+        return self._models.load_seconds_here() if self._models is not None else 0.0
+
     def model_stats(self) -> ResidentStats | None:
         """Resident-model statistics for metrics, or None before any model was needed."""
         return self._models.stats if self._models is not None else None
@@ -103,20 +115,26 @@ class RuntimeModels:
             jobs.errors.ModelUnavailable: `ref` is not published, or not for this tier.
             jobs.errors.OutOfMemory: it does not fit this worker's memory budget.
         """
-        return self.runtime.models.get(ref, lane)
+        rt = self.runtime
+        if rt.steps is not None and Lane(lane) is Lane.PREVIEW and not rt.models.holds(ref, lane):
+            rt.steps.demote()  # a preview that loads does not overtake a final
+        return rt.models.get(ref, lane)
 
 
 _runtime: tuple[int, Runtime] | None = None
 
 
-def runtime(settings: Settings, tier: Tier, slots: int = 1) -> Runtime:
-    """This process's runtime (a fresh one in a forked child)."""
+def runtime(settings: Settings, tier: Tier, slots: int = 1, *, both_lanes: bool = False) -> Runtime:
+    """This process's runtime (a fresh one in a forked child); `both_lanes`: this process
+    serves the preview and final lanes of its card, through one step scheduler."""
     global _runtime
     if _runtime is None or _runtime[0] != os.getpid():
         keys = Keyspace(settings.key_prefix)
         redis = connect(settings)
         store = JobStore(redis, keys, ttl_s=settings.job_ttl_s)
-        _runtime = (os.getpid(), Runtime(settings, tier, redis, store, keys, slots=slots))
+        steps = StepScheduler(settings.max_overtakes) if both_lanes else None
+        rt = Runtime(settings, tier, redis, store, keys, slots=slots, steps=steps)
+        _runtime = (os.getpid(), rt)
     return _runtime[1]
 
 

@@ -40,9 +40,15 @@ def bind(app: Celery) -> None:
     @app.task(name=RENDER_TASK, bind=True)
     def render_task(self: Task, job: dict[str, Any]) -> None:
         rt = runtime(
-            app.conf.darkroom_settings, app.conf.darkroom_tier, app.conf.get("darkroom_slots", 1)
+            app.conf.darkroom_settings,
+            app.conf.darkroom_tier,
+            app.conf.get("darkroom_slots", 1),
+            both_lanes=app.conf.get("darkroom_both_lanes", False),
         )
-        run(rt, app, job, self.request.id, self.request.hostname or "unknown")
+        try:
+            run(rt, app, job, self.request.id, self.request.hostname or "unknown")
+        finally:
+            rt.release_models()
 
 
 def run(rt: Runtime, app: Celery, payload: dict[str, Any], task_id: str, worker: str) -> None:
@@ -275,17 +281,17 @@ def _hooks(rt: Runtime, job: Job, lease: Lease) -> Hooks:
     """Progress and cancel checks go through the lease thread: the render never waits on
     Redis. Before each output write the lease confirms the attempt still owns the job."""
 
-    def load_seconds() -> float:
-        stats = rt.model_stats()
-        return float(stats.load_seconds) if stats is not None else 0.0
-
     hooks = Hooks(
         progress=lease.progress,
         canceled=lease.should_stop,
         models=RuntimeModels(rt),
-        model_load_seconds=load_seconds,
+        model_load_seconds=rt.load_seconds_here,
         before_publish=lease.confirm,
     )
+    if rt.steps is not None:
+        steps = rt.steps
+        hooks.hold_card = lambda: steps.holding(job.mode)
+        hooks.between_steps = steps.between_steps
     if rt.tier.hosted:
         from workers.hosted import implementations
 

@@ -8,6 +8,7 @@ Subclasses write `__call__` as a numbered recipe and hand steps 3-4 to `render`.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
@@ -81,8 +82,9 @@ class EditPipeline:
         the job is canceled, then decoding (the tiny decoder for a preview, if linked)."""
         tiny = self.tiny_decoder if ctx.preview else None
         seed = job_seed(ctx)
+        pipe = call_view(self.pipe)
         with gpu_memory_guard(f"{self.ref} at {plan.work[0]}x{plan.work[1]}"):
-            result = self.pipe(
+            result = pipe(
                 **inputs,
                 num_inference_steps=steps,
                 generator=generator(seed),
@@ -112,6 +114,23 @@ class EditPipeline:
             decoded, output_type="pil"
         )
         return images[0]
+
+
+def call_view(pipe: Any) -> Any:
+    """A view of diffusers pipeline `pipe` for one call: the same modules (no weights
+    copied), its own scheduler and per-call attributes.
+
+    diffusers pipelines keep a call's state on the object (the scheduler's timesteps and
+    step index, `_guidance_scale`, `_num_timesteps`, ...). Two renders inside one
+    pipeline at once (a preview run between two denoising steps of a final by
+    `workers.steps`, or a threaded worker with two slots) would step each other's
+    scheduler; each call on its own view cannot. diffusers' documented way to share
+    components is a new pipeline over `pipe.components`; a shallow copy does the same and
+    keeps what a variant set on the object (progress-bar config, offload hooks).
+    """
+    view = copy.copy(pipe)
+    view.scheduler = copy.deepcopy(pipe.scheduler)
+    return view
 
 
 class FluxLatents:

@@ -29,7 +29,8 @@ def generator(seed: int) -> torch.Generator:
 
 
 class StepHook:
-    """diffusers' `callback_on_step_end`: reports progress, stops a canceled job."""
+    """diffusers' `callback_on_step_end`: reports progress, stops a canceled job, and
+    lets the worker run a waiting preview between two steps (`OpContext.between_steps`)."""
 
     def __init__(self, ctx: OpContext, steps: int) -> None:
         self.ctx = ctx
@@ -44,6 +45,8 @@ class StepHook:
         self.ctx.progress(min(1.0, (step + 1) / total))
         if self.ctx.should_stop():
             raise JobCanceled(f"canceled after denoising step {step + 1} of {total}")
+        if step + 1 < total:
+            self.ctx.between_steps()
         return tensors
 
 

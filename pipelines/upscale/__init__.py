@@ -69,6 +69,7 @@ def upscale(image: Image.Image, params: Params, ctx: OpContext) -> Image.Image:
         overlap=params.overlap,
         progress=ctx.progress,
         should_stop=ctx.should_stop,
+        between_steps=ctx.between_steps,
     )
     ctx.info.update(info)
     return out

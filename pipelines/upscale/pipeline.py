@@ -67,11 +67,15 @@ class UpscalePipeline:
         overlap: int = 16,
         progress: Callable[[float], None] = lambda fraction: None,
         should_stop: Callable[[], bool] = lambda: False,
+        between_steps: Callable[[], None] = lambda: None,
     ) -> np.ndarray:
         """HxWx3 uint8 RGB -> (H*scale)x(W*scale)x3 uint8, in tiles of `tile` input pixels
-        (0: whole image) each seeing `overlap` pixels of context."""
+        (0: whole image) each seeing `overlap` pixels of context; `between_steps()` runs
+        between two tiles."""
         tiles = plan(rgb.shape[0], rgb.shape[1], tile, overlap)
-        return upscale_tiled(rgb, self.runner, self.scale, tiles, progress, should_stop)
+        return upscale_tiled(
+            rgb, self.runner, self.scale, tiles, progress, should_stop, between_steps
+        )
 
     def __call__(
         self, image: Image.Image, tile: int = 128, overlap: int = 16, **hooks: Any

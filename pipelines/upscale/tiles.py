@@ -65,8 +65,10 @@ def upscale_tiled(
     tiles: list[Tile],
     progress: Callable[[float], None] = lambda fraction: None,
     should_stop: Callable[[], bool] = lambda: False,
+    between_steps: Callable[[], None] = lambda: None,
 ) -> np.ndarray:
-    """`rgb` (HxWx3 uint8) upscaled `scale` x by `runner`, tile by tile, as uint8.
+    """`rgb` (HxWx3 uint8) upscaled `scale` x by `runner`, tile by tile, as uint8. Each
+    tile is a step: `between_steps()` is called between two (`OpContext.between_steps`).
 
     Raises: JobCanceled when `should_stop()` turns true between tiles.
     """
@@ -84,4 +86,6 @@ def upscale_tiled(
         core = np.clip(np.rint(result[:, rows, cols]), 0, 255).astype(np.uint8)
         out[ct * scale : cb * scale, cl * scale : cr * scale] = core.transpose(1, 2, 0)
         progress((index + 1) / len(tiles))
+        if index + 1 < len(tiles):
+            between_steps()
     return out

@@ -88,7 +88,7 @@ def test_a_render_longer_than_the_shutdown_grace_is_killed_and_runs_again_elsewh
 ) -> None:
     store = JobStore(redis_client)
     sup = workers.start(lane="both", name="sup", DARKROOM_SHUTDOWN_GRACE_S="1")
-    job = long_job(tmp_path, steps=6)
+    job = long_job(tmp_path, steps=16)  # a few seconds: well past the 1 s grace
     store.enqueue([Submission(job, FINAL)])
     wait_state(store, job.id, JobState.RUNNING, timeout=60)
     started = time.monotonic()
@@ -105,7 +105,7 @@ def test_a_lane_whose_process_dies_restarts_alone(
     workers: WorkerFactory, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
     store = JobStore(redis_client)
-    workers.start(lane="both", name="sup")
+    workers.start(lane="both", name="sup", split_lanes=True)
     job = long_job(tmp_path, steps=4)
     store.enqueue([Submission(job, FINAL)])
     wait_state(store, job.id, JobState.RUNNING, timeout=60)
