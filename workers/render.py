@@ -66,8 +66,9 @@ class Hooks:
     attempt superseded)."""
     hold_card: Callable[[], AbstractContextManager[None]] = nullcontext
     """Held around every op: the card's step scheduler, in a process serving both lanes."""
-    between_steps: Callable[[], None] = lambda: None
-    """What ops call between two inner steps (`OpContext.between_steps`)."""
+    between_steps: Callable[[], float] = lambda: 0.0
+    """What ops call between two inner steps (`OpContext.between_steps`); returns the
+    seconds the render stepped aside for previews there."""
 
 
 def load_input(uri: str, settings: Settings) -> Image.Image:
@@ -172,7 +173,7 @@ class _Run:
             models=self.hooks.models,
             progress=_step_progress(self.hooks, at, total),
             should_stop=self.hooks.canceled,
-            between_steps=self.hooks.between_steps,
+            between_steps=self._between_steps,
         )
         given = prepared_for(op, image, self.info)
         with self.hooks.hold_card():
@@ -182,6 +183,13 @@ class _Run:
             raise TypeError(f"op {op} returned {type(edited).__name__}, not an image")
         self.info.update({f"{op}.{k}": v for k, v in ctx.info.items()})
         return edited
+
+    def _between_steps(self) -> None:
+        paused = self.hooks.between_steps()
+        if paused:  # recorded: how often and how long previews ran inside this render
+            seen = self.info.setdefault("paused_for_previews", {"times": 0, "seconds": 0.0})
+            seen["times"] += 1
+            seen["seconds"] = round(seen["seconds"] + paused, 4)
 
     def write(self, picture: Picture, rendered: list[Frame]) -> list[str]:
         """The output file(s): one holding every frame where the format can, else one per

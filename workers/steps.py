@@ -109,18 +109,21 @@ class StepScheduler:
             self._cond.notify_all()
         self._start_final()
 
-    def between_steps(self) -> None:
+    def between_steps(self) -> float:
         """Called by a final's thread between two of its steps: run waiting previews
-        (at most `max_overtakes`), then resume. Returns at once when none waits."""
+        (at most `max_overtakes`), then resume. Returns the seconds it stepped aside
+        (0.0 at once when no preview waits)."""
         with self._cond:
             if not self._previews_waiting:
-                return
+                return 0.0
             started = time.perf_counter()
             self.stats.yields += 1
             self._finals_running -= 1
             self._cond.notify_all()
         self._start_final()
-        self.stats.yielded_s += time.perf_counter() - started
+        paused = time.perf_counter() - started
+        self.stats.yielded_s += paused
+        return paused
 
     @property
     def previews_waiting(self) -> int:

@@ -97,9 +97,7 @@ def test_an_upscale_yields_between_tiles_and_keeps_its_output() -> None:
     tiles = plan(40, 56, 16, 4)
     alone = upscale_tiled(rgb, runner, 2, tiles)
     boundaries: list[int] = []
-    interrupted = upscale_tiled(
-        rgb, runner, 2, tiles, between_steps=lambda: boundaries.append(1)
-    )
+    interrupted = upscale_tiled(rgb, runner, 2, tiles, between_steps=lambda: boundaries.append(1))
     assert np.array_equal(alone, interrupted)
     assert np.array_equal(alone, rgb.repeat(2, axis=0).repeat(2, axis=1))
     assert len(boundaries) == len(tiles) - 1 > 1

@@ -7,6 +7,7 @@ asserts does not depend on timing.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -98,7 +99,7 @@ def test_no_more_than_max_overtakes_previews_run_ahead_of_a_final_per_step() -> 
     for thread in [final, *previews]:
         thread.join(10)
     finals = [i for i, who in enumerate(card.log) if who.startswith("f")]
-    runs = [b - a - 1 for a, b in zip(finals, finals[1:], strict=False)]
+    runs = [b - a - 1 for a, b in itertools.pairwise(finals)]
     assert runs[:2] == [2, 2], card.log  # two previews, a step, two previews, a step
     assert sum(runs) + len(card.log) - finals[-1] - 1 == 5  # every preview ran once
     assert card.overlaps == []
