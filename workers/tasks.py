@@ -73,8 +73,15 @@ def run(rt: Runtime, app: Celery, payload: dict[str, Any], task_id: str, worker:
 
 def _render_and_record(rt: Runtime, app: Celery, job: Job, lease: Lease) -> None:
     fence = lease.attempt.id
+    # Celery's time limits need prefork; a threads-pool worker (--lane both) checks the
+    # render time limit itself between steps.
+    deadline = time.monotonic() + rt.settings.render_time_limit_s
+    hooks = _hooks(rt, job, lease)
+    if rt.steps is not None:
+        stop = hooks.canceled
+        hooks.canceled = lambda: stop() or time.monotonic() > deadline
     try:
-        result = render(job, rt.settings, _hooks(rt, job, lease))
+        result = render(job, rt.settings, hooks)
     except AttemptLost as lost:
         log.warning("%s; this attempt writes nothing", lost)
     except SoftTimeLimitExceeded:
@@ -83,6 +90,10 @@ def _render_and_record(rt: Runtime, app: Celery, job: Job, lease: Lease) -> None
     except JobCanceled as exc:
         if lease.lost:  # the stop was another attempt taking the job, not a cancel
             log.warning("job %s: another attempt holds it; this one writes nothing", job.id)
+            return
+        if rt.steps is not None and time.monotonic() > deadline and not lease.should_stop():
+            message = f"render exceeded {rt.settings.render_time_limit_s} s"
+            _end(rt, job, JobState.FAILED, fence, ErrorCode.TIMEOUT, message)
             return
         _end(rt, job, JobState.CANCELED, fence, ErrorCode.CANCELED, exc.message)
     except (JobError, MemoryError) as raised:

@@ -141,3 +141,29 @@ def test_sigkill_of_the_model_owning_process_loses_neither_the_final_nor_a_waiti
     assert wait_until(lambda: len(live_workers(redis_client, Keyspace())) == 1, 30)
     beat = json.dumps(live_workers(redis_client, Keyspace()))
     assert "card-both@" in beat
+
+
+def test_the_render_time_limit_holds_on_the_threads_pool(
+    workers: WorkerFactory, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """Celery's time limits need prefork: the model-owning process checks the limit
+    itself between steps, fails the job `timeout`, and serves the next one."""
+    side = tmp_path / "side.png"
+    Image.fromarray(data.astronaut()).resize((700, 700)).save(side)
+    store = JobStore(redis_client)
+    workers.start(lane="both", name="card", DARKROOM_RENDER_TIME_LIMIT_S="1")
+    endless = Job(
+        input=side.resolve().as_uri(),
+        recipe=Recipe(steps=[Step(op="denoise", params={"strength": 15})] * 30),
+        output=OutputSpec(format="png", key="endless"),
+    )
+    quick = Job(
+        input=side.resolve().as_uri(),
+        recipe=Recipe(steps=[Step(op="resize", params={"max_side": 64})]),
+        output=OutputSpec(format="png", key="quick"),
+    )
+    late, fine = run_jobs(store, [endless, quick], timeout=120)
+    assert late.state is JobState.FAILED and late.error_code is not None, late
+    assert late.error_code.value == "timeout" and "exceeded 1 s" in (late.error_message or "")
+    assert fine.state is JobState.SUCCEEDED, fine
+    assert not (tmp_path / "out" / "endless.png").exists()
