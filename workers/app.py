@@ -20,6 +20,7 @@ from transport.messages import PRIORITY_STEPS, SEP
 
 if TYPE_CHECKING:
     from workers.resident import ResidentStats
+    from workers.steps import StepStats
 
 
 def celery_config(settings: Settings, broker_url: str) -> dict[str, Any]:
@@ -85,8 +86,12 @@ def _observe(app: Celery, settings: Settings) -> None:
         rt = current()
         return rt.model_stats() if rt is not None else None
 
+    def step_stats() -> StepStats | None:
+        rt = current()
+        return rt.steps.stats if rt is not None and rt.steps is not None else None
+
     logs.install(app)
-    metrics.install(app, settings, model_stats=model_stats)
+    metrics.install(app, settings, model_stats=model_stats, step_stats=step_stats)
 
 
 def _held_job_ids() -> list[str]:

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from redis import Redis
 
     from jobs.settings import Settings
+    from workers.steps import StepStats
 
 log = logging.getLogger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -79,10 +81,15 @@ class WorkerMetrics:
 
     settings: Settings
     model_stats: Callable[[], ModelStats | None] | None = None
+    step_stats: Callable[[], StepStats | None] | None = None
+    """The step scheduler's counters, in a process serving both lanes (`workers.steps`)."""
     registry: Any = None
     """None: prometheus_client's default registry (multiprocess mode ignores it anyway)."""
     _started: dict[str, float] = field(default_factory=dict)
     _seen_models: dict[str, float] = field(default_factory=dict)
+    _seen_steps: dict[str, float] = field(default_factory=dict)
+    _sync: threading.Lock = field(default_factory=threading.Lock)
+    """Threads of one process (`--lane both`) finish tasks concurrently."""
     _redis: tuple[int, Redis] | None = None
 
     def __post_init__(self) -> None:
@@ -115,6 +122,15 @@ class WorkerMetrics:
         )
         self.model = counter("darkroom_model_events", "resident-model cache events", ("event",))
         self.model_load = counter("darkroom_model_load_seconds", "seconds spent loading models")
+        self.yields = counter(
+            "darkroom_final_yields", "times a final stepped aside between steps for previews"
+        )
+        self.yield_time = counter(
+            "darkroom_final_yield_seconds", "seconds finals waited between steps for previews"
+        )
+        self.overtakes = counter(
+            "darkroom_preview_overtakes", "previews that ran between two steps of a final"
+        )
         self.webhooks = counter("darkroom_webhook_deliveries", "webhooks by outcome", ("outcome",))
         self.webhook_time = Histogram(
             "darkroom_webhook_seconds", "webhook delivery time", registry=registry,
@@ -148,7 +164,9 @@ class WorkerMetrics:
             self.failures.labels(tier, lane, record.get("error_code") or "internal").inc()
         elif state == "retrying":
             self.retries.labels(tier, lane).inc()
-        self.sync_models()
+        with self._sync:
+            self.sync_models()
+            self.sync_steps()
         self.sync_gpu()
 
     def task_raised(self, task_name: str, exception: BaseException) -> None:
@@ -174,6 +192,21 @@ class WorkerMetrics:
         if delta_s > 0:
             self.model_load.inc(delta_s)
         self._seen_models["seconds"] = stats.load_seconds
+
+    def sync_steps(self) -> None:
+        """Add what the step scheduler counted since the last sync."""
+        stats = self.step_stats() if self.step_stats is not None else None
+        if stats is None:
+            return
+        for metric, name, now in (
+            (self.yields, "yields", float(stats.yields)),
+            (self.yield_time, "seconds", stats.yielded_s),
+            (self.overtakes, "overtakes", float(stats.overtakes)),
+        ):
+            delta = now - self._seen_steps.get(name, 0.0)
+            if delta > 0:
+                metric.inc(delta)
+            self._seen_steps[name] = now
 
     def sync_gpu(self) -> None:
         """GPU memory of this process, only where torch is already loaded (never import it)."""
@@ -244,12 +277,13 @@ def install(
     app: Celery,
     settings: Settings,
     model_stats: Callable[[], ModelStats | None] | None = None,
+    step_stats: Callable[[], StepStats | None] | None = None,
 ) -> WorkerMetrics:
     """Hook metrics into `app`'s signals; serve them on `settings.metrics_port` when ready."""
     global _current
     if settings.metrics_dir is not None:
         prepare(settings.metrics_dir, empty=False)
-    _current = WorkerMetrics(settings, model_stats)
+    _current = WorkerMetrics(settings, model_stats, step_stats)
     _connect_signals(_current, settings)
     return _current
 

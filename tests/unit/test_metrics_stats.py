@@ -43,6 +43,21 @@ def test_model_cache_counters_follow_the_stats_object_by_deltas() -> None:
     assert seen[("darkroom_model_load_seconds_total", ())] == 4.5
 
 
+def test_step_scheduler_counters_follow_its_stats_by_deltas() -> None:
+    from workers.steps import StepStats
+
+    stats, registry = StepStats(), CollectorRegistry()
+    wm = WorkerMetrics(Settings(), step_stats=lambda: stats, registry=registry)
+    stats.yields, stats.overtakes, stats.yielded_s = 2, 3, 0.25
+    wm.sync_steps()
+    stats.yields = 5
+    wm.sync_steps()
+    seen = values(registry)
+    assert seen[("darkroom_final_yields_total", ())] == 5
+    assert seen[("darkroom_preview_overtakes_total", ())] == 3
+    assert seen[("darkroom_final_yield_seconds_total", ())] == 0.25
+
+
 def test_recipe_ops_are_read_from_the_stored_job() -> None:
     job = '{"recipe": {"steps": [{"op": "denoise", "params": {}}, {"op": "resize"}]}}'
     assert metrics._ops(job) == ["denoise", "resize"]
