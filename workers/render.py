@@ -17,6 +17,7 @@ from jobs.errors import InputInvalid, JobCanceled, JobError
 from jobs.schema import Job, Lane
 from jobs.settings import Settings
 from pipelines.base import ModelSource, Op, OpContext
+from pipelines.batching import MicroBatcher
 from pipelines.registry import implementation
 from storage import Storage, open_location, read_uri
 from storage.deep import DeepImage, as_pil
@@ -68,6 +69,8 @@ class Hooks:
     """Held around every op: the card's step scheduler, in a process serving both lanes."""
     between_steps: Callable[[], None] = lambda: None
     """What ops call between two inner steps (`OpContext.between_steps`)."""
+    batcher: MicroBatcher | None = None
+    """The process's preview micro-batcher (`OpContext.batcher`), if it has one."""
 
 
 def load_input(uri: str, settings: Settings) -> Image.Image:
@@ -173,6 +176,7 @@ class _Run:
             progress=_step_progress(self.hooks, at, total),
             should_stop=self.hooks.canceled,
             between_steps=self.hooks.between_steps,
+            batcher=self.hooks.batcher,
         )
         given = prepared_for(op, image, self.info)
         with self.hooks.hold_card():
