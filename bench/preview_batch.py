@@ -10,13 +10,15 @@ batched, they meet in a `MicroBatcher` (window `--window-ms`, at most `--slots`)
 as one call. Per row: previews/s over every round, and the median and slowest latency
 of one preview (burst start to its image). A burst of 1 shows the window's price: the
 lone preview waits it out. Runs on CUDA where there is a card, else on the CPU with
-`--threads` intra-op threads. Tiny random weights make this a measure of per-call
+`--threads` intra-op threads per call (unbatched calls run side by side on the cores;
+a batch is one call). Tiny random weights make this a measure of per-call
 overhead (Python, kernel launches, scheduler, decoder), the part batching removes.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import threading
 import time
@@ -131,7 +133,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     pipeline = tiny_kontext(device)
     rows = measure(pipeline, args)
-    where = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {args.threads} thread(s)"
+    cpu = f"CPU ({os.cpu_count()} cores), {args.threads} intra-op thread(s) per call"
+    where = torch.cuda.get_device_name() if device == "cuda" else cpu
     print(
         f"tiny kontext previews, {args.side}px, {args.steps} steps, window {args.window_ms} ms, "
         f"at most {args.slots} per batch, {args.rounds} bursts per row, on {where}"
