@@ -133,7 +133,8 @@ class EditPipeline:
             )
             if job.ctx.batcher is not None and self.batchable and job.ctx.preview:
                 job.ctx.info["batch_size"] = len(jobs)
-            outcomes.append(BatchStepHook.canceled(job.ctx) or fit(image, job.plan.out))
+            canceled = BatchStepHook.canceled(job.ctx) if batched else None
+            outcomes.append(canceled or fit(image, job.plan.out))
         return outcomes
 
     def _spatial_latents(self, latents: torch.Tensor, plan: SizePlan) -> torch.Tensor:
