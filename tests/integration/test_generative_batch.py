@@ -104,7 +104,8 @@ def test_previews_run_as_one_batch_and_each_gets_its_own_image(
 
 
 def test_previews_of_another_size_or_guidance_do_not_join(resident: Any) -> None:
-    batcher = MicroBatcher(0.2, max_size=JOBS)
+    # A window all three surely meet in: with one key they would run as a batch of 3.
+    batcher = MicroBatcher(2.0, max_size=JOBS)
     sizes = [{}, {"preview_side": 80}, {"guidance": 1.5}]
     outcomes = at_once(JOBS, lambda n: preview("ip2p_edit", sizes[n], n, resident, batcher=batcher))
     assert [pixels(o).shape[1] for o in outcomes] == [64, 80, 64]
