@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from jobs.schema import Lane
+from pipelines.batching import MicroBatcher
 from storage.deep import DeepImage
 
 
@@ -83,6 +84,9 @@ class OpContext:
     """Where ops get model files and resident pipelines; None on a classic-only run."""
     info: dict[str, Any] = field(default_factory=dict)
     """What the op wants recorded in the job result (scores, face boxes)."""
+    batcher: MicroBatcher | None = None
+    """The worker's preview micro-batcher (`settings.preview_batch_ms` > 0): previews of
+    one model and size that arrive within its window run as one batch."""
 
     @property
     def preview(self) -> bool:

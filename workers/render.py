@@ -17,6 +17,7 @@ from jobs.errors import InputInvalid, JobCanceled, JobError
 from jobs.schema import Job, Lane
 from jobs.settings import Settings
 from pipelines.base import ModelSource, Op, OpContext
+from pipelines.batching import MicroBatcher
 from pipelines.registry import implementation
 from storage import Storage, open_location, read_uri
 from storage.deep import DeepImage, as_pil
@@ -69,6 +70,8 @@ class Hooks:
     between_steps: Callable[[], float] = lambda: 0.0
     """What ops call between two inner steps (`OpContext.between_steps`); returns the
     seconds the render stepped aside for previews there."""
+    batcher: MicroBatcher | None = None
+    """The process's preview micro-batcher (`OpContext.batcher`), if it has one."""
 
 
 def load_input(uri: str, settings: Settings) -> Image.Image:
@@ -174,6 +177,7 @@ class _Run:
             progress=_step_progress(self.hooks, at, total),
             should_stop=self.hooks.canceled,
             between_steps=self._between_steps,
+            batcher=self.hooks.batcher,
         )
         given = prepared_for(op, image, self.info)
         with self.hooks.hold_card():

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from jobs.schema import Lane
 from jobs.settings import Settings
 from jobs.tiers import Tier
+from pipelines.batching import MicroBatcher
 from transport.attempts import Attempts
 from transport.embedded import connect
 from transport.keyspace import Keyspace
@@ -38,6 +39,8 @@ class Runtime:
     """Jobs this worker runs at once; CPU renders share the cores between them."""
     steps: StepScheduler | None = None
     """The card's step scheduler when this process serves both lanes (`workers.steps`)."""
+    batcher: MicroBatcher | None = None
+    """Joins same-model previews into one batch (`settings.preview_batch_ms` > 0, both lanes)."""
     _models: ResidentModels | None = field(default=None, repr=False)
     _store: ModelStore | None = field(default=None, repr=False)
     _attempts: Attempts | None = field(default=None, repr=False)
@@ -134,6 +137,9 @@ def runtime(settings: Settings, tier: Tier, slots: int = 1, *, both_lanes: bool 
         store = JobStore(redis, keys, ttl_s=settings.job_ttl_s)
         steps = StepScheduler(settings.max_overtakes) if both_lanes else None
         rt = Runtime(settings, tier, redis, store, keys, slots=slots, steps=steps)
+        if both_lanes and settings.preview_batch_ms > 0:
+            # previews run on the threads of `preview_slots`: no more can meet in a batch
+            rt.batcher = MicroBatcher(settings.preview_batch_ms / 1000, settings.preview_slots)
         _runtime = (os.getpid(), rt)
     return _runtime[1]
 

@@ -111,10 +111,11 @@ class StepScheduler:
 
     def between_steps(self) -> float:
         """Called by a final's thread between two of its steps: run waiting previews
-        (at most `max_overtakes`), then resume. Returns the seconds it stepped aside
-        (0.0 at once when no preview waits)."""
+        (at most `max_overtakes`), then resume. Returns the seconds it stepped aside:
+        0.0 at once when no preview waits, and on a preview's thread (previews never
+        step aside; its count is not a final's)."""
         with self._cond:
-            if not self._previews_waiting:
+            if not self._previews_waiting or threading.get_ident() in self._preview_threads:
                 return 0.0
             started = time.perf_counter()
             self.stats.yields += 1

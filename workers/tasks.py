@@ -303,6 +303,7 @@ def _hooks(rt: Runtime, job: Job, lease: Lease) -> Hooks:
         steps = rt.steps
         hooks.hold_card = lambda: steps.holding(job.mode)
         hooks.between_steps = steps.between_steps
+        hooks.batcher = rt.batcher
     if rt.tier.hosted:
         from workers.hosted import implementations
 

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, ClassVar, Self
 
 import torch
 from diffusers import AutoencoderTiny
 from PIL import Image
 
+from jobs.errors import JobCanceled
 from model_store.cache import LocalModel
 from model_store.manifest import Variant
 from pipelines.base import OpContext
-from pipelines.generative.denoise import StepHook, generator, gpu_memory_guard, job_seed
+from pipelines.generative.batch import BatchStepHook, EditJob, batch_key, call_inputs
+from pipelines.generative.denoise import StepHook, gpu_memory_guard, job_seed
 from pipelines.generative.sizing import SizePlan, check_image, fit
 from pipelines.generative.variants import load_pipeline
 
@@ -33,6 +36,10 @@ class EditPipeline:
     """The diffusers pipeline class this one loads (its name is the manifest's pipeline_class)."""
     takes_tiny_decoder: ClassVar[bool] = True
     """False where no TAESD-class decoder fits the model's latents (Qwen's are 3-D)."""
+    batchable: ClassVar[bool] = False
+    """True where one diffusers call renders lists of prompts and images as a batch, one
+    image per prompt (`pipelines.generative.batch`): previews may then be micro-batched.
+    False where a list means something else (several reference images of one edit)."""
 
     def __init__(
         self,
@@ -79,41 +86,71 @@ class EditPipeline:
 
     def render(self, ctx: OpContext, plan: SizePlan, steps: int, **inputs: Any) -> Image.Image:
         """Steps 3-4 of every edit: seeded denoising that reports progress and stops when
-        the job is canceled, then decoding (the tiny decoder for a preview, if linked)."""
+        the job is canceled, then decoding (the tiny decoder for a preview, if linked).
+
+        A preview joins the context's micro-batcher where the class is `batchable`:
+        previews of this pipeline with the same size, steps and scalar arguments that
+        arrive within its window run as one call; each gets its own image back, noised
+        from its own seed, and `batch_size` in its info.
+
+        Raises:
+            jobs.errors.JobCanceled: the job was canceled between two denoising steps.
+            jobs.errors.OutOfMemory: the render (or its batch) ran out of GPU memory.
+        """
+        job = EditJob(ctx, plan, job_seed(ctx), inputs)
+        tiny = ctx.preview and self.tiny_decoder is not None
+        key = batch_key(self, job, steps, tiny) if ctx.preview and self.batchable else None
+        if ctx.batcher is None or key is None:
+            (outcome,) = self._render_jobs([job], steps)
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return outcome
+        return ctx.batcher.submit(key, job, partial(self._render_jobs, steps=steps))
+
+    def _render_jobs(self, jobs: list[EditJob], steps: int) -> list[Image.Image | JobCanceled]:
+        """One diffusers call for `jobs` (alike but for their batched inputs and seeds)."""
+        ctx, plan, batched = jobs[0].ctx, jobs[0].plan, len(jobs) > 1
         tiny = self.tiny_decoder if ctx.preview else None
-        seed = job_seed(ctx)
         pipe = call_view(self.pipe)
-        with gpu_memory_guard(f"{self.ref} at {plan.work[0]}x{plan.work[1]}"):
+        hook = BatchStepHook([job.ctx for job in jobs], steps) if batched else StepHook(ctx, steps)
+        what = f"{self.ref} at {plan.work[0]}x{plan.work[1]}"
+        with gpu_memory_guard(what + (f", a batch of {len(jobs)}" if batched else "")):
             result = pipe(
-                **inputs,
+                **call_inputs(jobs),
                 num_inference_steps=steps,
-                generator=generator(seed),
-                callback_on_step_end=StepHook(ctx, steps),
+                callback_on_step_end=hook,
                 output_type="latent" if tiny is not None else "pil",
             )
-            image = result.images[0] if tiny is None else self._decode_tiny(tiny, result, plan)
-        ctx.info.update(
-            model=self.ref,
-            variant=self.variant.name,
-            steps=steps,
-            work_size=list(plan.work),
-            decoder="tiny" if tiny is not None else "full",
-        )
-        return fit(image, plan.out)
+            images = result.images if tiny is None else self._decode_tiny(tiny, result, plan)
+        outcomes: list[Image.Image | JobCanceled] = []
+        for job, image in zip(jobs, images, strict=True):
+            job.ctx.info.update(
+                model=self.ref,
+                variant=self.variant.name,
+                steps=steps,
+                work_size=list(plan.work),
+                decoder="tiny" if tiny is not None else "full",
+            )
+            if job.ctx.batcher is not None and self.batchable and job.ctx.preview:
+                job.ctx.info["batch_size"] = len(jobs)
+            canceled = BatchStepHook.canceled(job.ctx) if batched else None
+            outcomes.append(canceled or fit(image, job.plan.out))
+        return outcomes
 
     def _spatial_latents(self, latents: torch.Tensor, plan: SizePlan) -> torch.Tensor:
         """Latents as (batch, channels, h, w); FLUX pipelines unpack their token sequence."""
         return latents
 
     @torch.inference_mode()
-    def _decode_tiny(self, tiny: Any, result: Any, plan: SizePlan) -> Image.Image:
+    def _decode_tiny(self, tiny: Any, result: Any, plan: SizePlan) -> list[Image.Image]:
+        """Every image of the batch in `result`, decoded by the tiny decoder."""
         latents = self._spatial_latents(result.images, plan).to(tiny.dtype)
         shift = getattr(tiny.config, "shift_factor", 0.0) or 0.0
         decoded = tiny.decode(latents / tiny.config.scaling_factor + shift, return_dict=False)[0]
         images: list[Image.Image] = self.pipe.image_processor.postprocess(
             decoded, output_type="pil"
         )
-        return images[0]
+        return images
 
 
 def call_view(pipe: Any) -> Any:

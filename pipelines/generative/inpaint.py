@@ -110,6 +110,7 @@ class StableDiffusionInpaint(InpaintPipeline):
     """`inpaint` with an SD inpainting model (9-channel UNet)."""
 
     diffusers_class: ClassVar[type[Any]] = StableDiffusionInpaintPipeline
+    batchable: ClassVar[bool] = True
 
     @property
     def multiple(self) -> int:
@@ -123,6 +124,7 @@ class FluxFill(FluxLatents, InpaintPipeline):
     """`inpaint` with FLUX.1 Fill."""
 
     diffusers_class: ClassVar[type[Any]] = FluxFillPipeline
+    batchable: ClassVar[bool] = True
 
     def _model_inputs(self, params: InpaintParams) -> dict[str, Any]:
         if params.negative_prompt is not None:

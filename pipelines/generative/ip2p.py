@@ -17,6 +17,7 @@ class InstructPix2PixEdit(EditPipeline):
     """`ip2p_edit`: `guidance` pulls toward the instruction, `image_guidance` toward the input."""
 
     diffusers_class: ClassVar[type[Any]] = StableDiffusionInstructPix2PixPipeline
+    batchable: ClassVar[bool] = True
 
     @property
     def multiple(self) -> int:

@@ -17,6 +17,7 @@ class KontextEdit(FluxLatents, EditPipeline):
     """`kontext_edit`: change an image as the prompt says, keeping what it does not mention."""
 
     diffusers_class: ClassVar[type[Any]] = FluxKontextPipeline
+    batchable: ClassVar[bool] = True
 
     def __call__(
         self, image: Image.Image, params: KontextEditParams, ctx: OpContext

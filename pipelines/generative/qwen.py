@@ -55,6 +55,8 @@ class QwenEdit(EditPipeline):
 
     diffusers_class: ClassVar[type[Any]] = QwenImageEditPipeline
     takes_tiny_decoder: ClassVar[bool] = False
+    # Not `batchable`: the Plus pipeline reads an image list as one edit's references, and
+    # `_vae_area` holds a lock around each render, so two Qwen previews never meet anyway.
     max_extra_images: ClassVar[int] = 0
     module: ClassVar[ModuleType] = edit_module
 

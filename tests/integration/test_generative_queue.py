@@ -107,3 +107,44 @@ def test_a_missing_model_fails_the_job_naming_it(
     assert record.state is JobState.FAILED
     assert record.error_code is ErrorCode.MODEL_UNAVAILABLE
     assert "ip2p-v9" in (record.error_message or "")
+
+
+def test_previews_arriving_together_run_as_a_batch_on_a_both_lanes_worker(
+    workers: WorkerFactory, redis_client: redis.Redis, model_env: dict[str, str], tmp_path: Path
+) -> None:
+    src = photo(tmp_path)
+    workers.start(
+        tier="a10",
+        lane="both",
+        name="gen-batch",
+        DARKROOM_PREVIEW_BATCH_MS="30",
+        DARKROOM_PREVIEW_SLOTS="4",
+        **model_env,
+    )
+    store = JobStore(redis_client)
+
+    def preview(key: str, seed: int) -> Job:
+        params = {**CASES["kontext_edit"], "prompt": f"make it a watercolor, take {seed}"}
+        return Job(
+            input=src,
+            recipe=Recipe(steps=[Step(op="kontext_edit", params=params)]),
+            mode=Lane.PREVIEW,
+            seed=seed,
+            output=OutputSpec(format="png", key=key),
+        )
+
+    # The first preview loads the model (alone: a preview that loads holds the card).
+    (warm,) = run_jobs(store, [preview("warm", 1)], timeout=240)
+    assert warm.state is JobState.SUCCEEDED, warm
+    burst = [preview(f"burst-{n}", 10 + n) for n in range(4)]
+    records = run_jobs(store, burst, timeout=240)
+
+    assert all(r.state is JobState.SUCCEEDED for r in records), records
+    sizes = [r.result["info"]["kontext_edit.batch_size"] for r in records if r.result]
+    assert max(sizes) > 1, sizes
+    # each batch of k reported by all k of its jobs
+    assert all(sizes.count(k) % k == 0 for k in set(sizes)), sizes
+    seeds = [r.result["info"]["kontext_edit.seed"] for r in records if r.result]
+    assert seeds == [10, 11, 12, 13]
+    outputs = {(tmp_path / "out" / f"burst-{n}.png").read_bytes() for n in range(4)}
+    assert len(outputs) == 4, "each job its own image"
