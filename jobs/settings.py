@@ -85,7 +85,7 @@ class Settings(BaseSettings):
         4, ge=1, description="previews that may run between two steps of a final render"
     )
     preview_batch_ms: float = Field(
-        0.0, ge=0, le=1000, description="micro-batch window for same-model previews; 0: off"
+        5.0, ge=0, le=1000, description="micro-batch window for same-model previews; 0: off"
     )
 
     # Models: the store they are published to, and each worker's pull-through cache.

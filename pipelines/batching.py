@@ -61,6 +61,9 @@ class MicroBatcher:
 
     window_s: float
     max_size: int
+    peers: Callable[[], int] | None = None
+    """How many callers could be in a batch now, the leader included (e.g. the previews
+    a worker holds); a leader with no possible peer runs at once, paying no window."""
     stats: BatchStats = field(default_factory=BatchStats)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _open: dict[Hashable, _Batch] = field(default_factory=dict, repr=False)
@@ -103,7 +106,8 @@ class MicroBatcher:
             return batch, len(batch.items) - 1
 
     def _lead(self, key: Hashable, batch: _Batch, run: BatchFunction[Any, Any]) -> None:
-        batch.full.wait(self.window_s)
+        if self.peers is None or self.peers() > 1:
+            batch.full.wait(self.window_s)
         with self._lock:
             if self._open.get(key) is batch:
                 del self._open[key]

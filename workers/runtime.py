@@ -7,6 +7,9 @@ shared with the parent), and once: a task never loads a model or opens a connect
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,6 +43,9 @@ class Runtime:
     steps: StepScheduler | None = None
     """The card's step scheduler when this process serves both lanes (`workers.steps`)."""
     batcher: MicroBatcher | None = None
+    previews_in_hand: int = 0
+    """Preview jobs this process's threads are running now (`holding_job`)."""
+    _in_hand: threading.Lock = field(default_factory=threading.Lock, repr=False)
     """Joins same-model previews into one batch (`settings.preview_batch_ms` > 0, both lanes)."""
     _models: ResidentModels | None = field(default=None, repr=False)
     _store: ModelStore | None = field(default=None, repr=False)
@@ -80,6 +86,18 @@ class Runtime:
 
             self._store = ModelStore.from_settings(self.settings)
         return self._store
+
+    @contextmanager
+    def holding_job(self, lane: Lane) -> Iterator[None]:
+        """Count a job of `lane` in this process's hands while it runs."""
+        preview = lane is Lane.PREVIEW
+        with self._in_hand:
+            self.previews_in_hand += preview
+        try:
+            yield
+        finally:
+            with self._in_hand:
+                self.previews_in_hand -= preview
 
     def release_models(self) -> None:
         """The calling thread's job is over: the models it used may be evicted again."""
@@ -139,7 +157,11 @@ def runtime(settings: Settings, tier: Tier, slots: int = 1, *, both_lanes: bool 
         rt = Runtime(settings, tier, redis, store, keys, slots=slots, steps=steps)
         if both_lanes and settings.preview_batch_ms > 0:
             # previews run on the threads of `preview_slots`: no more can meet in a batch
-            rt.batcher = MicroBatcher(settings.preview_batch_ms / 1000, settings.preview_slots)
+            rt.batcher = MicroBatcher(
+                settings.preview_batch_ms / 1000,
+                settings.preview_slots,
+                peers=lambda: rt.previews_in_hand,
+            )
         _runtime = (os.getpid(), rt)
     return _runtime[1]
 

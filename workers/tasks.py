@@ -18,7 +18,7 @@ from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from jobs.errors import BackToLocal, JobCanceled, JobError, OutOfMemory, SchemaError
-from jobs.schema import Job
+from jobs.schema import Job, Lane
 from jobs.states import ErrorCode, JobState
 from jobs.tiers import next_larger, queue_name, route
 from storage import open_location
@@ -45,8 +45,10 @@ def bind(app: Celery) -> None:
             app.conf.get("darkroom_slots", 1),
             both_lanes=app.conf.get("darkroom_both_lanes", False),
         )
+        lane = Lane.PREVIEW if job.get("mode") == Lane.PREVIEW.value else Lane.FINAL
         try:
-            run(rt, app, job, self.request.id, self.request.hostname or "unknown")
+            with rt.holding_job(lane):
+                run(rt, app, job, self.request.id, self.request.hostname or "unknown")
         finally:
             rt.release_models()
 
