@@ -111,9 +111,10 @@ class StepScheduler:
 
     def between_steps(self) -> None:
         """Called by a final's thread between two of its steps: run waiting previews
-        (at most `max_overtakes`), then resume. Returns at once when none waits."""
+        (at most `max_overtakes`), then resume. Returns at once when none waits, and
+        in a preview's thread (its render calls this between its own steps too)."""
         with self._cond:
-            if not self._previews_waiting:
+            if not self._previews_waiting or threading.get_ident() in self._preview_threads:
                 return
             started = time.perf_counter()
             self.stats.yields += 1
