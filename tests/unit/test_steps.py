@@ -168,3 +168,42 @@ def test_a_preview_that_demotes_itself_lets_the_waiting_final_go_on() -> None:
 def test_max_overtakes_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_overtakes"):
         StepScheduler(0)
+
+
+def test_a_preview_between_its_own_steps_does_not_lock_up_the_card() -> None:
+    """A preview's render calls `between_steps()` too; on its thread that is a no-op,
+    even while a final (out of overtakes) and another preview wait."""
+    steps = StepScheduler(max_overtakes=1)
+    order: list[str] = []
+    final_in, preview_in = threading.Event(), threading.Event()
+
+    def final() -> None:
+        with steps.holding(Lane.FINAL):
+            final_in.set()
+            wait_for(lambda: steps.previews_waiting == 1)
+            steps.between_steps()  # the first preview goes ahead: the one overtake
+            order.append("final")
+
+    def first_preview() -> None:
+        with steps.holding(Lane.PREVIEW):
+            preview_in.set()
+            wait_for(lambda: steps.previews_waiting == 1)  # the second waits behind the final
+            steps.between_steps()  # its own StepHook between two denoising steps
+            order.append("first preview")
+
+    def second_preview() -> None:
+        with steps.holding(Lane.PREVIEW):
+            order.append("second preview")
+
+    threads = [threading.Thread(target=final, daemon=True)]
+    threads[0].start()
+    final_in.wait(10)
+    threads.append(threading.Thread(target=first_preview, daemon=True))
+    threads[1].start()
+    preview_in.wait(10)
+    threads.append(threading.Thread(target=second_preview, daemon=True))
+    threads[2].start()
+    for thread in threads:
+        thread.join(10)
+    assert not any(t.is_alive() for t in threads), f"stuck; finished: {order}"
+    assert order == ["first preview", "final", "second preview"]
