@@ -51,9 +51,9 @@ PARAMS: dict[str, Any] = {
     "prompt": "make the sky red",
     "model": f"{MODEL}@stable",
     "steps": FINAL_STEPS,
-    "preview_steps": 4,
+    "preview_steps": 2,
     "max_side": 256,
-    "preview_side": 128,
+    "preview_side": 64,
 }
 # The widened transformer: 4 heads x 64 (inner width 256), one double and one single
 # block: ~40-60 ms a step at 256 px on this 2-core CPU (measured before settling).

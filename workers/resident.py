@@ -50,6 +50,10 @@ class Resident:
     """`name@version:variant`"""
     model: Any
     memory_gb: float
+    """What the manifest says the variant (with its components) needs: the budget's unit."""
+    tensor_bytes: int = 0
+    """Bytes of the torch parameters and buffers it holds, measured at load (0: none
+    found, e.g. an onnxruntime or TensorRT runner)."""
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,11 @@ class ResidentModels:
         with self._lock:
             return list(reversed(self._resident))
 
+    def resident_bytes(self) -> int:
+        """Measured bytes of the torch tensors of every loaded model (one copy each)."""
+        with self._lock:
+            return sum(r.tensor_bytes for r in self._resident.values())
+
     @property
     def used_gb(self) -> float:
         return sum(r.memory_gb for r in self._resident.values())
@@ -209,7 +218,7 @@ class ResidentModels:
         self.stats.loads += 1
         self.stats.load_seconds += took
         self.stats.last_load_seconds = took
-        resident = Resident(key, model, need)
+        resident = Resident(key, model, need, tensor_bytes(model))
         self._resident[key] = resident
         return resident
 
@@ -243,6 +252,54 @@ def _build(
 
     with gpu_memory_guard(f"loading {local.manifest.ref}", "run it on a larger tier"):
         return load_model(local, variant, device, components)
+
+
+def tensor_bytes(model: Any, depth: int = 3) -> int:
+    """Bytes of the distinct torch parameters and buffers reachable from `model` through
+    its attributes (`depth` levels: a pipeline object, its diffusers pipeline, its
+    modules); shared tensors are counted once. 0 when torch is not loaded or none is
+    found."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return 0
+    modules: list[Any] = []
+    seen: set[int] = set()
+    frontier = [model]
+    for _ in range(depth + 1):
+        following = []
+        for obj in frontier:
+            if id(obj) in seen:
+                continue
+            seen.add(id(obj))
+            if isinstance(obj, torch.nn.Module):
+                modules.append(obj)
+                continue
+            fields = obj if isinstance(obj, dict) else getattr(obj, "__dict__", {})
+            values = fields.values()
+            following += [v for v in values if not isinstance(v, str | bytes | int | float)]
+        frontier = following
+    storages: dict[int, int] = {}
+    for module in modules:
+        for tensor in [*module.parameters(), *module.buffers()]:
+            _add_storages(tensor, storages)
+    return sum(storages.values())
+
+
+def _add_storages(tensor: Any, storages: dict[int, int]) -> None:
+    """Record `tensor`'s storage (data pointer -> bytes); a wrapper subclass (torchao's
+    quantized weights) by the plain tensors it holds."""
+    try:
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+    except RuntimeError:
+        if not hasattr(tensor, "__tensor_flatten__"):
+            storages[id(tensor)] = tensor.numel() * tensor.element_size()
+            return
+        names, _ = tensor.__tensor_flatten__()
+        for name in names:
+            _add_storages(getattr(tensor, name), storages)
 
 
 def _release_memory(device: str) -> None:
