@@ -170,7 +170,7 @@ def test_a_redis_outage_longer_than_the_render_delays_the_result_but_never_fails
         # Down until the render has ended and its write gave up a client's retries at
         # least once (the worker says it waits for Redis), then longer than those again.
         log = worker.log.read_text
-        assert wait_until(lambda: "Redis unreachable (" in log(), 120), log()[-3000:]
+        assert wait_until(lambda: "Redis unreachable (" in log(), 60), log()[-3000:]
         time.sleep(CLIENT_RETRY_S + 2)
         server.start()
         done = wait_state(store, job.id, JobState.SUCCEEDED, JobState.FAILED, timeout=90)
