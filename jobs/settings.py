@@ -76,6 +76,14 @@ class Settings(BaseSettings):
     retry_budget_s: float = Field(
         600.0, ge=0, description="how long a job retries through a storage outage"
     )
+    redis_retry_s: float = Field(
+        33.0, ge=0, description="how long one Redis call retries (with backoff) before it fails"
+    )
+    redis_socket_timeout_s: float = Field(
+        30.0,
+        ge=2,  # above the webhook deliverer's blocking wait (1 s)
+        description="a Redis reply slower than this counts as a lost connection",
+    )
 
     # One card, two lanes (`darkroom worker --lane both`): see workers/steps.py.
     preview_slots: int = Field(

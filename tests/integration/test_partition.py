@@ -48,6 +48,10 @@ class Cluster:
             "DARKROOM_HOME": str(self.tmp / f"home{index}"),
             "DARKROOM_HEARTBEAT_INTERVAL_S": "0.5",
             "DARKROOM_HEARTBEAT_TTL_S": "2",
+            # The zombie notices the cut in seconds, not after a 30 s socket timeout and
+            # ~33 s of client retries: what is tested is what it does once it has noticed.
+            "DARKROOM_REDIS_SOCKET_TIMEOUT_S": "3",
+            "DARKROOM_REDIS_RETRY_S": "3",
             "PYTHONUNBUFFERED": "1",
         }
         argv = worker_argv("cpu", "final", name=f"host{index}")
