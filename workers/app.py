@@ -105,12 +105,14 @@ def _beat_while_serving(app: Celery, settings: Settings, hostname: str) -> None:
     from transport.embedded import connect
     from transport.keyspace import Keyspace
     from transport.redis_config import check_redis
+    from workers import affinity
     from workers.heartbeat import Heartbeat, claim_name
 
     redis, keys = connect(settings), Keyspace(settings.key_prefix)
     check_redis(redis, f"worker {hostname}")
     incarnation = app.conf.get("darkroom_incarnation")
     claim_name(redis, keys, hostname, incarnation, settings.heartbeat_ttl_s)
+    redis.delete(keys.resident(hostname))  # a predecessor's processes hold nothing now
     tier = app.conf.get("darkroom_tier")
     beat = Heartbeat(
         redis=redis,
@@ -122,12 +124,15 @@ def _beat_while_serving(app: Celery, settings: Settings, hostname: str) -> None:
             "incarnation": incarnation,
             "started_at": time.time(),
             "ready": False,
+            "slots": app.conf.get("darkroom_slots", 1),
         },
         holding=_held_job_ids,
+        resident=lambda: affinity.resident_of(redis, keys, hostname),
         interval_s=settings.heartbeat_interval_s,
         ttl_s=settings.heartbeat_ttl_s,
     )
     beat.start()
+    affinity.install(app)
 
     @signals.worker_ready.connect(weak=False)
     def ready(**_: Any) -> None:

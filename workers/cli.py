@@ -125,6 +125,7 @@ def run_celery_worker(
 ) -> None:
     from jobs.settings import Settings
     from jobs.tiers import tier_named
+    from transport.direct import direct_queue
     from workers.app import create_app, install_worker_hooks
 
     assert isinstance(settings, Settings)
@@ -152,7 +153,7 @@ def run_celery_worker(
         [
             "worker",
             "-Q",
-            queue,
+            f"{direct_queue(queue, hostname)},{queue}",  # forwarded jobs first: workers.affinity
             "-c",
             str(concurrency),
             "-P",

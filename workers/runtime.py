@@ -75,6 +75,10 @@ class Runtime:
             self._store = ModelStore.from_settings(self.settings)
         return self._store
 
+    def loaded_models(self) -> ResidentModels | None:
+        """The resident model cache if a job has needed one yet (never creates it)."""
+        return self._models
+
     def model_stats(self) -> ResidentStats | None:
         """Resident-model statistics for metrics, or None before any model was needed."""
         return self._models.stats if self._models is not None else None
