@@ -83,15 +83,26 @@ def forward(rt: Runtime, job: Job, worker: str) -> str | None:
     """Send queued `job` to a live worker where its models are warm, if they are cold
     here; the hostname it went to, or None: run it here.
 
+    A job that runs here cold is announced first: this process advertises the job's
+    models as its resident ones from now on (they are once it loads them, and what they
+    evict is no longer certain), so no peer forwards a job here for an evicted model.
+
     Raises:
         redis.exceptions.ConnectionError: Redis is unreachable.
     """
-    if not rt.settings.model_affinity or rt.tier.hosted:
+    if rt.tier.hosted:
         return None
     refs = model_refs(job.recipe)
     here = held_here(rt, refs, job.mode)
     if here == len(refs):
         return None
+    target = _forward_to_peer(rt, job, worker, refs, here) if rt.settings.model_affinity else None
+    if target is None:
+        _publish(rt, worker, refs)
+    return target
+
+
+def _forward_to_peer(rt: Runtime, job: Job, worker: str, refs: list[str], here: int) -> str | None:
     queue = queue_name(rt.tier, job.mode)
     beats = live_workers(rt.redis, rt.keys)
     backlog = rt.settings.affinity_backlog
@@ -141,9 +152,11 @@ def publish_resident(rt: Runtime, hostname: str) -> None:
         redis.exceptions.ConnectionError: Redis is unreachable.
     """
     models = rt.loaded_models()
-    if models is None:
-        return
-    refs = models.resident_refs()
+    if models is not None:
+        _publish(rt, hostname, models.resident_refs())
+
+
+def _publish(rt: Runtime, hostname: str, refs: list[str]) -> None:
     rt.redis.hset(rt.keys.resident(hostname), str(os.getpid()), json.dumps(refs))
     _patch_beat(rt.redis, rt.keys.worker(hostname), resident_of(rt.redis, rt.keys, hostname))
 
