@@ -168,7 +168,8 @@ def test_a_forwarded_job_whose_target_dies_runs_once_elsewhere_and_is_not_forwar
     long_ids = _submit(store, [_job(photo, "m-b", LONG) for _ in warm])
     assert wait_until(lambda: len({r.worker for r in store.get_many(long_ids) if r}) == 2, 60)
     # 2. a third worker, cold, is handed a short m-b job: it forwards it to a busy warm one
-    cold = workers.start(tier="edge", name="cold", **one_model_each)
+    # (two slots: one for the dead target's long job, which the sweep returns as well)
+    cold = workers.start(tier="edge", name="cold", concurrency=2, **one_model_each)
     (job_id,) = _submit(store, [_job(photo, "m-b")])
     assert wait_until(lambda: bool(getattr(store.get(job_id), "forwarded_to", None)), 60)
     record = store.get(job_id)
