@@ -112,6 +112,7 @@ def _forward_to_peer(rt: Runtime, job: Job, worker: str, refs: list[str], here: 
                           target=peer.hostname, source=worker, room=peer.room):  # fmt: skip
             log.info("job %s: %s warm on %s, cold here; forwarded", job.id, refs, peer.hostname)
             return peer.hostname
+    log.debug("job %s: %s cold here and on every live worker with room", job.id, refs)
     return None
 
 
