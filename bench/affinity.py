@@ -12,7 +12,7 @@ at once) and the makespan.
 Tiny models load in ~0.1-0.3 s on CPU: the reload counts carry over to real weights
 (tens of seconds per load), the latencies do not.
 
-`python -m bench.affinity [--jobs 80] [--seed 0]`
+`python -m bench.affinity [--jobs 80] [--seed 0] [--backlog 1]`
 """
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ def finish(store: JobStore, ids: list[str]) -> list[JobRecord]:
 
 
 def run(here: Lab, env: dict[str, str], image: str, stream: list[str], room: int, on: bool) -> Run:
+    """One pass of `stream` through two fresh workers with room for `room` models each."""
     store = JobStore(here.client)
     budget = {"DARKROOM_MODEL_BUDGET_GB": str(GB_EACH * room + GB_EACH / 2)}
     flag = {"DARKROOM_MODEL_AFFINITY": "1" if on else "0"}
@@ -124,11 +125,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=80)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backlog", type=int, default=1, help="DARKROOM_AFFINITY_BACKLOG")
     args = parser.parse_args()
     stream = random.Random(args.seed).choices(MODELS, k=max(1, min(args.jobs, 1000)))
     runs = []
     with lab() as here:
-        env = publish_models(here.tmp / "models")
+        env = {
+            **publish_models(here.tmp / "models"),
+            "DARKROOM_AFFINITY_BACKLOG": str(args.backlog),
+        }
         image = here.tmp / "photo.png"
         Image.new("RGB", (120, 80), (90, 140, 200)).save(image)
         for room in (1, 2):
@@ -146,7 +151,8 @@ def main() -> None:
         ]
         for r in runs
     ]
-    print(f"{len(stream)} jobs, 3 models at random (seed {args.seed}), 2 workers x 1 slot")
+    print(f"{len(stream)} jobs, 3 models at random (seed {args.seed}), 2 workers x 1 slot, "
+          f"affinity backlog {args.backlog}")  # fmt: skip
     header = ["room/worker", "affinity", "reloads/100", "forwarded", "p50 s", "p95 s", "total s"]
     print(table(rows, header))
 
