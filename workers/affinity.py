@@ -87,8 +87,8 @@ def forward(rt: Runtime, job: Job, worker: str) -> str | None:
     models as its resident ones from now on (they are once it loads them, and what they
     evict is no longer certain), so no peer forwards a job here for an evicted model.
 
-    Raises:
-        redis.exceptions.ConnectionError: Redis is unreachable.
+    Best effort: when Redis fails meanwhile the job runs here (a message forwarded all
+    the same meets this attempt's claim there, and is acked).
     """
     if rt.tier.hosted:
         return None
@@ -96,9 +96,14 @@ def forward(rt: Runtime, job: Job, worker: str) -> str | None:
     here = held_here(rt, refs, job.mode)
     if here == len(refs):
         return None
-    target = _forward_to_peer(rt, job, worker, refs, here) if rt.settings.model_affinity else None
-    if target is None:
-        _publish(rt, worker, refs)
+    on = rt.settings.model_affinity
+    try:
+        target = _forward_to_peer(rt, job, worker, refs, here) if on else None
+        if target is None:
+            _publish(rt, worker, refs)
+    except RedisError:
+        log.warning("job %s: not forwarded (Redis failed); it runs here", job.id, exc_info=True)
+        return None
     return target
 
 
