@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.gen, pytest.mark.slow]
 QUEUE = "edge.final"  # where ip2p_edit routes
 MODELS = ("m-a", "m-b", "m-c")
 SHORT = {"max_side": 64, "steps": 2}
-LONG = {"max_side": 256, "steps": 100}
+LONG = {"max_side": 512, "steps": 100}  # far longer than a dead worker takes to be swept
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +55,14 @@ def one_model_each(tiny_models: Any) -> dict[str, str]:
 def photo(tmp_path: Path) -> str:
     path = tmp_path / "chelsea.png"
     Image.fromarray(data.chelsea()).resize((96, 64)).save(path)
+    return path.resolve().as_uri()
+
+
+@pytest.fixture
+def big_photo(tmp_path: Path) -> str:
+    """Large enough for `LONG` renders to work at 512 px."""
+    path = tmp_path / "chelsea-big.png"
+    Image.fromarray(data.chelsea()).resize((768, 512)).save(path)
     return path.resolve().as_uri()
 
 
@@ -157,6 +165,7 @@ def test_a_forwarded_job_whose_target_dies_runs_once_elsewhere_and_is_not_forwar
     redis_client: redis.Redis,
     one_model_each: dict[str, str],
     photo: str,
+    big_photo: str,
 ) -> None:
     store = JobStore(redis_client)
     # 1. two workers that never forward hold m-b, and each runs a long m-b job
@@ -165,7 +174,7 @@ def test_a_forwarded_job_whose_target_dies_runs_once_elsewhere_and_is_not_forwar
         for n in range(2)
     ]
     _warm(redis_client, store, photo, "m-b", warm)
-    long_ids = _submit(store, [_job(photo, "m-b", LONG) for _ in warm])
+    long_ids = _submit(store, [_job(big_photo, "m-b", LONG) for _ in warm])
     assert wait_until(lambda: len({r.worker for r in store.get_many(long_ids) if r}) == 2, 60)
     # 2. a third worker, cold, is handed a short m-b job: it forwards it to a busy warm one
     # (two slots: one for the dead target's long job, which the sweep returns as well)
