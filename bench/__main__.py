@@ -19,6 +19,7 @@ CPU = {
     "preview": "one-call wait=preview latency through the API, split by Redis timestamps",
     "portrait": "face analysis, skin_smooth, remove_background, portrait_retouch",
     "models": "cold load vs warm call; resident cache under a mixed stream",
+    "affinity": "model-aware claiming vs LRU alone: reloads and latency, 2 workers x 3 models",
     "identity": "identity_portrait per stage at tiny size",
     "multi_identity": "multi_identity per stage at tiny size, two people",
     "autoscale_sim": "autoscaler vs static pools on a synthetic day",

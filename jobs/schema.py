@@ -25,6 +25,7 @@ from pydantic import (
 
 from jobs.errors import SchemaError
 from jobs.ops.base import Params, get_op
+from jobs.ops.hosted import HOSTED
 
 SCHEMA_VERSION = 1
 INPUT_SCHEMES = ("file://", "s3://", "https://")
@@ -72,6 +73,25 @@ class Recipe(BaseModel):
         """A stable hash of what the recipe does (not its name)."""
         body = json.dumps([s.model_dump() for s in self.steps], sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def model_refs(recipe: Recipe) -> list[str]:
+    """The model-store refs a worker loads into its resident cache to run `recipe`, as the
+    steps name them (`kontext@stable`, `esrgan-thick-x4`), in step order, each once.
+
+    A step's ref is its params' `model_ref`, else its `model`; hosted ops name a
+    provider's model, not one of ours, and classic ops load none. (An upscale preview
+    runs the slim model instead: `pipelines.upscale`.)
+    """
+    refs: list[str] = []
+    for step in recipe.steps:
+        if get_op(step.op).family == HOSTED:
+            continue
+        params = step.typed_params()
+        ref = getattr(params, "model_ref", None) or getattr(params, "model", None)
+        if isinstance(ref, str) and ref not in refs:
+            refs.append(ref)
+    return refs
 
 
 class OutputSpec(BaseModel):

@@ -105,6 +105,18 @@ class Settings(BaseSettings):
     model_budget_gb: float | None = Field(
         None, gt=0, description="memory for resident models; None: the card's (or a share of RAM)"
     )
+    model_affinity: bool = Field(
+        True,
+        description="send a job whose model is cold here to a live worker of the same queue "
+        "that holds it resident (once per job); off: every worker loads what it takes (LRU)",
+    )
+    affinity_backlog: int = Field(
+        1,
+        ge=0,
+        le=64,
+        description="jobs that may wait for a worker beyond its slots when "
+        "forwarded to it; 0: only to a worker with a free slot",
+    )
 
     # Metrics: a folder for prometheus-client's multiprocess mode (emptied at start).
     metrics_dir: Path | None = None

@@ -44,6 +44,14 @@ class Keyspace:
     def workers(self) -> str:
         return f"{self.prefix}:workers"
 
+    def resident(self, hostname: str) -> str:
+        """Hash pid -> JSON list of the model refs resident in that process of a worker."""
+        return f"{self.prefix}:resident:{hostname}"
+
+    def direct_queues(self) -> str:
+        """Set of the direct queues jobs were forwarded to (`transport.direct`)."""
+        return f"{self.prefix}:direct-queues"
+
     def schedule(self, name: str) -> str:
         """Prefix of a schedule's ledger keys (`:seen`, `:last`, `:lock`)."""
         return f"{self.prefix}:schedule:{name}"

@@ -7,7 +7,8 @@ with no message: nothing would ever run it. The registry of started jobs cannot 
 (the job never started), so after Redis comes back the sweeping worker looks for such
 jobs here and sends them again from their stored payload (`JobStore.requeue_lost`).
 
-A job counts as lost only if its id is in no queue list, not in kombu's unacked hash,
+A job counts as lost only if its id is in no queue list (its own queue's, or a direct
+queue it may have been forwarded to: `transport.direct`), not in kombu's unacked hash,
 not in an API intake set, and held by no live worker (`holding` in the heartbeats). The
 caller checks twice, a sweep apart, so a message in flight between BRPOP and the unacked
 write at the first look is not taken for lost. The SCAN over job hashes is O(jobs): it
@@ -20,6 +21,7 @@ import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from transport.direct import direct_queues
 from transport.keyspace import Keyspace
 from transport.messages import UNACKED_HASH, decode_unacked, priority_lists
 
@@ -61,14 +63,14 @@ def _queued(redis: Redis, names: list[str], prefix: str) -> dict[str, str]:
 
 
 def messages_present(redis: Redis, keys: Keyspace, queues: Iterable[str]) -> set[str]:
-    """Ids of jobs that have a message somewhere: a queue list, the unacked hash or an
-    API intake set.
+    """Ids of jobs that have a message somewhere: a list of one of `queues` or of a
+    direct queue, the unacked hash or an API intake set.
 
     Raises:
         redis.exceptions.ConnectionError: Redis is unreachable.
     """
     present: set[str] = set()
-    for queue in set(queues):
+    for queue in set(queues) | set(direct_queues(redis, keys)):
         for key in priority_lists(queue):
             for raw in redis.lrange(key, 0, -1):
                 present.add(_message_id(raw))

@@ -154,6 +154,8 @@ class JobRecord(BaseModel):
     first_retry_at: float | None = None
     cancel_requested: bool = False
     result: dict[str, Any] | None = None
+    forwarded_to: str | None = None
+    """The worker the job was sent to because its model was warm there (at most once)."""
 
     @property
     def finished_at(self) -> float | None:

@@ -110,12 +110,14 @@ def _beat_while_serving(app: Celery, settings: Settings, hostname: str) -> None:
     from transport.embedded import connect
     from transport.keyspace import Keyspace
     from transport.redis_config import check_redis
+    from workers import affinity
     from workers.heartbeat import Heartbeat, claim_name
 
     redis, keys = connect(settings), Keyspace(settings.key_prefix)
     check_redis(redis, f"worker {hostname}")
     incarnation = app.conf.get("darkroom_incarnation")
     claim_name(redis, keys, hostname, incarnation, settings.heartbeat_ttl_s)
+    redis.delete(keys.resident(hostname))  # a predecessor's processes hold nothing now
     tier = app.conf.get("darkroom_tier")
     beat = Heartbeat(
         redis=redis,
@@ -127,12 +129,15 @@ def _beat_while_serving(app: Celery, settings: Settings, hostname: str) -> None:
             "incarnation": incarnation,
             "started_at": time.time(),
             "ready": False,
+            "slots": app.conf.get("darkroom_slots", 1),
         },
         holding=_held_job_ids,
+        resident=lambda: affinity.resident_of(redis, keys, hostname),
         interval_s=settings.heartbeat_interval_s,
         ttl_s=settings.heartbeat_ttl_s,
     )
     beat.start()
+    affinity.install(app)
 
     @signals.worker_ready.connect(weak=False)
     def ready(**_: Any) -> None:
@@ -144,10 +149,13 @@ def _beat_while_serving(app: Celery, settings: Settings, hostname: str) -> None:
         beat.stop()
 
 
-def serve_both_lanes(app: Celery, preview_queue: str, preview_slots: int, final_slots: int) -> None:
+def serve_both_lanes(
+    app: Celery, preview_queues: list[str], preview_slots: int, final_slots: int
+) -> None:
     """One model-owning worker process for both lanes of its card: Celery's own task
-    consumer takes the final queue (at most `final_slots` messages held), and a second
-    consumer on its own channel takes the preview queue (at most `preview_slots`), so
+    consumer takes the final queues (at most `final_slots` messages held), and a second
+    consumer on its own channel takes `preview_queues` (the worker's direct preview
+    queue first, then the shared one; at most `preview_slots` held), so
     finals never fill the slots previews need. Both hand their messages to Celery's task
     handler: the same requests, acks, signals and warm shutdown as any task. Run with a
     `threads` pool of `final_slots + preview_slots`; the step scheduler
@@ -167,9 +175,9 @@ def serve_both_lanes(app: Celery, preview_queue: str, preview_slots: int, final_
 
         def get_consumers(self, channel: Any) -> list[Consumer]:
             channel.basic_qos(0, preview_slots, False)
-            queue = Queue(preview_queue, Exchange(preview_queue), routing_key=preview_queue)
+            queues = [Queue(name, Exchange(name), routing_key=name) for name in preview_queues]
             handler = self.c.create_task_handler()
-            return [Consumer(channel, queues=[queue], on_message=handler, accept=["json"])]
+            return [Consumer(channel, queues=queues, on_message=handler, accept=["json"])]
 
     app.steps["consumer"].add(PreviewConsumer)
     app.conf.darkroom_both_lanes = True

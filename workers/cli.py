@@ -147,6 +147,7 @@ def run_celery_worker(
 ) -> None:
     from jobs.settings import Settings
     from jobs.tiers import tier_named
+    from transport.direct import direct_queue
     from workers.app import create_app, install_worker_hooks, serve_both_lanes
 
     assert isinstance(settings, Settings)
@@ -156,12 +157,15 @@ def run_celery_worker(
     app.conf.darkroom_tier = tier
     app.conf.darkroom_queues = [queue]
     app.conf.darkroom_slots = concurrency
+    lane_name = lane.value if lane else "both"
+    hostname = f"{name or f'{tier.name}-{lane_name}-{os.getpid()}'}@{socket.gethostname()}"
     if lane is None:
         # one process, one copy of each model: the final queue on Celery's consumer,
         # the preview queue on a second one, all on threads sharing the step scheduler
         preview_queue = queue_name(tier, Lane.PREVIEW)
         app.conf.darkroom_queues = [preview_queue, queue]
-        serve_both_lanes(app, preview_queue, settings.preview_slots, concurrency)
+        previews = [direct_queue(preview_queue, hostname), preview_queue]
+        serve_both_lanes(app, previews, settings.preview_slots, concurrency)
         pool, concurrency = "threads", concurrency + settings.preview_slots
     elif lane is Lane.PREVIEW:
         # solo runs the task in the consumer itself: measured 30 % lower submit-to-start
@@ -173,8 +177,6 @@ def run_celery_worker(
         import workers.hosted  # noqa: F401  (the provider client, imported once before the fork)
     # This start of the worker: a restart under the same name is told apart by it.
     app.conf.darkroom_incarnation = uuid.uuid4().hex[:12]
-    lane_name = lane.value if lane else "both"
-    hostname = f"{name or f'{tier.name}-{lane_name}-{os.getpid()}'}@{socket.gethostname()}"
     try:
         install_worker_hooks(app, settings, hostname)
     except DarkroomError as exc:
@@ -183,7 +185,7 @@ def run_celery_worker(
         [
             "worker",
             "-Q",
-            queue,
+            f"{direct_queue(queue, hostname)},{queue}",  # forwarded jobs first: workers.affinity
             "-c",
             str(concurrency),
             "-P",

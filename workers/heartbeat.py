@@ -23,6 +23,7 @@ from subprocess import Popen, TimeoutExpired
 from typing import TYPE_CHECKING, Any
 
 from jobs.errors import ConfigError
+from transport.direct import return_direct
 from transport.keyspace import Keyspace
 from transport.lost import lost_queued
 from transport.messages import UNACKED_HASH, UNACKED_INDEX, priority_list
@@ -103,6 +104,9 @@ class Heartbeat:
     ttl_s: float = 4.0
     holding: Callable[[], list[str]] = list
     """Ids of the jobs this worker holds now (received or running), advertised in each beat."""
+    resident: Callable[[], list[str]] = list
+    """Model refs resident in this worker's processes (most recently used first), advertised
+    in each beat for model-aware claiming (`workers.affinity`)."""
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _healthy_since: float | None = None
@@ -121,7 +125,7 @@ class Heartbeat:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self.interval_s * 2)
-        self.redis.delete(self.keys.worker(self.hostname))
+        self.redis.delete(self.keys.worker(self.hostname), self.keys.resident(self.hostname))
 
     def beat(self) -> None:
         record = {
@@ -130,6 +134,7 @@ class Heartbeat:
             "pid": os.getpid(),
             "at": time.time(),
             "holding": self.holding(),
+            "resident": self.resident(),
         }
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(self.keys.worker(self.hostname), json.dumps(record), px=int(self.ttl_s * 1000))
@@ -214,11 +219,15 @@ def sweep(redis: Redis, keys: Keyspace, now: float | None = None) -> list[str]:
     it was killed or cut off from Redis: `transport.attempts`), whatever its worker's
     name; a retrying job once the worker holding its delayed message stopped beating.
     Their unacknowledged messages go back to the front of their queues; a running job
-    with no message left (lost in a Redis restart) is sent again from its payload.
+    with no message left (lost in a Redis restart) is sent again from its payload. So do
+    the jobs forwarded to a dead worker's direct queue (`transport.direct`).
     """
     now = time.time() if now is None else now
     live = live_workers(redis, keys)
     restored, with_message = _restore_unacked(redis, keys, live, now)
+    for job_id in return_direct(redis, keys, live):
+        log.warning("requeued job %s from the direct queue of a dead worker", job_id)
+        restored.append(job_id)
     store = JobStore(redis, keys)
     for job_id in store.running_ids():
         if job_id in with_message:

@@ -108,6 +108,10 @@ class Runtime:
         """Seconds the calling thread has spent loading models (0 before any)."""
         return self._models.load_seconds_here() if self._models is not None else 0.0
 
+    def loaded_models(self) -> ResidentModels | None:
+        """The resident model cache if a job has needed one yet (never creates it)."""
+        return self._models
+
     def model_stats(self) -> ResidentStats | None:
         """Resident-model statistics for metrics, or None before any model was needed."""
         return self._models.stats if self._models is not None else None

@@ -26,7 +26,7 @@ from transport.attempts import Attempt, ClaimRefused
 from transport.messages import RENDER_TASK
 from transport.redis_config import eviction_problem
 from transport.store import CancelPending, JobRecord, TransitionRefused
-from workers import metrics, webhooks
+from workers import affinity, metrics, webhooks
 from workers.lease import AttemptLost, Lease, patiently
 from workers.render import Hooks, RenderResult, output_key, render
 from workers.runtime import Runtime, RuntimeModels, runtime
@@ -169,6 +169,8 @@ def claim(rt: Runtime, job: Job, worker: str, incarnation: str | None = None) ->
         message = f"gave up after {crashes} attempts; the worker stopped during each"
         _end(rt, job, JobState.FAILED, None, ErrorCode.INTERNAL, message)
         return None
+    if record.state is JobState.QUEUED and affinity.forward(rt, job, worker):
+        return None  # its model is warm on a live peer: it runs there
     started = rt.attempts.claim(
         job.id,
         dead_attempt=dead,
