@@ -26,13 +26,15 @@ from workers.heartbeat import live_workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.gen, pytest.mark.slow]
 
-FINAL = {"prompt": "make it a watercolor", "max_side": 256, "steps": 60}
-PREVIEW = {"prompt": "a sketch", "max_side": 256, "preview_side": 64, "preview_steps": 2}
+# A final of a few seconds on this CPU (its steps are tens of ms at 1024 px), a preview
+# of a few tens of ms.
+FINAL = {"prompt": "make it a watercolor", "max_side": 1024, "steps": 60}
+PREVIEW = {"prompt": "a sketch", "max_side": 1024, "preview_side": 64, "preview_steps": 2}
 
 
 def photo(tmp_path: Path) -> str:
     path = tmp_path / "chelsea.png"
-    Image.fromarray(data.chelsea()).resize((300, 200)).save(path)
+    Image.fromarray(data.chelsea()).resize((1200, 800)).save(path)
     return path.resolve().as_uri()
 
 
