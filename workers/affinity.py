@@ -137,17 +137,32 @@ def held_here(rt: Runtime, refs: Sequence[str], lane: Lane) -> int:
 def resident_of(redis: Redis, keys: Keyspace, hostname: str) -> list[str]:
     """Model refs resident in the live processes of worker `hostname` (this host's),
     each once, each process's most recent first; forgets processes that exited."""
-    key = keys.resident(hostname)
     merged: list[str] = []
+    for published in _published_by_live(redis, keys, hostname):
+        merged += [ref for ref in published["refs"] if ref not in merged]
+    return merged
+
+
+def resident_bytes_of(redis: Redis, keys: Keyspace, hostname: str) -> int:
+    """Measured bytes of the models resident in the live processes of worker `hostname`
+    (`ResidentModels.resident_bytes`, summed over its processes: a model two processes
+    hold counts twice, as it takes memory twice)."""
+    return sum(int(p.get("bytes", 0)) for p in _published_by_live(redis, keys, hostname))
+
+
+def _published_by_live(redis: Redis, keys: Keyspace, hostname: str) -> list[dict[str, Any]]:
+    """What each live process of `hostname` published; forgets processes that exited."""
+    key = keys.resident(hostname)
+    found: list[dict[str, Any]] = []
     exited = []
     for pid, raw in redis.hgetall(key).items():
         if not _alive(int(pid)):
             exited.append(pid)
             continue
-        merged += [ref for ref in json.loads(raw) if ref not in merged]
+        found.append(json.loads(raw))
     if exited:
         redis.hdel(key, *exited)
-    return merged
+    return found
 
 
 def publish_resident(rt: Runtime, hostname: str) -> None:
@@ -159,11 +174,16 @@ def publish_resident(rt: Runtime, hostname: str) -> None:
     """
     models = rt.loaded_models()
     if models is not None:
-        _publish(rt, hostname, models.resident_refs())
+        _publish(rt, hostname, models.resident_refs(), models.resident_bytes())
 
 
-def _publish(rt: Runtime, hostname: str, refs: list[str]) -> None:
-    rt.redis.hset(rt.keys.resident(hostname), str(os.getpid()), json.dumps(refs))
+def _publish(rt: Runtime, hostname: str, refs: list[str], size: int | None = None) -> None:
+    """Record this process's resident refs (and their measured bytes, when known)."""
+    key, pid = rt.keys.resident(hostname), str(os.getpid())
+    if size is None:  # keep what was measured last
+        before = rt.redis.hget(key, pid)
+        size = int(json.loads(before).get("bytes", 0)) if before else 0
+    rt.redis.hset(key, pid, json.dumps({"refs": refs, "bytes": size}))
     _patch_beat(rt.redis, rt.keys.worker(hostname), resident_of(rt.redis, rt.keys, hostname))
 
 
