@@ -42,14 +42,14 @@ TIER_CHOICES = ["auto", *(t.name for t in DEFAULT_TIERS)]
     type=click.IntRange(1, 256),
     default=1,
     show_default=True,
-    help="final-lane slots (the preview lane always has its own one)",
+    help="final-lane slots (previews have their own: DARKROOM_PREVIEW_SLOTS with --lane both)",
 )
 @click.option("--gpu", type=int, default=None, help="pin to this GPU index (CUDA_VISIBLE_DEVICES)")
 @click.option(
     "--pool",
     type=click.Choice(["prefork", "threads", "solo"]),
     default=None,
-    help="Celery pool; default: solo for preview, prefork for final",
+    help="Celery pool; default: solo for preview, prefork for final, threads for both",
 )
 @click.option(
     "--split-lanes",
@@ -112,6 +112,11 @@ def worker(
     if card is not None:
         # One worker, one card: torch in this process (and its children) sees only it.
         os.environ["CUDA_VISIBLE_DEVICES"] = str(card.index)
+    if lane == "both" and not split_lanes and pool not in (None, "threads"):
+        raise click.ClickException(
+            f"--lane both runs one model-owning process on a threads pool (its jobs share "
+            f"the models between steps); --pool {pool} needs --split-lanes"
+        )
     if lane == "both" and not serve_both:
         from workers.supervise import supervise
 
