@@ -148,15 +148,6 @@ def test_alternating_models_reload_less_with_affinity_than_lru_alone(
     assert forwarded, "no job was forwarded to the worker holding its model"
     # a forwarded job runs where it was sent: it is never forwarded on
     assert all(r.worker == r.forwarded_to and r.attempts == 1 for r in forwarded)
-    for r in aware:
-        print(
-            "R",
-            r.worker,
-            r.forwarded_to,
-            r.running_at,
-            r.result["timings"]["model_load_s"] if r.result else None,
-            r.result.get("info", {}).get("model") if r.result else None,
-        )
     assert _loads(aware) < _loads(lru), (_loads(aware), _loads(lru))
 
 
