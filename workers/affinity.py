@@ -83,9 +83,10 @@ def forward(rt: Runtime, job: Job, worker: str) -> str | None:
     """Send queued `job` to a live worker where its models are warm, if they are cold
     here; the hostname it went to, or None: run it here.
 
-    A job that runs here cold is announced first: this process advertises the job's
-    models as its resident ones from now on (they are once it loads them, and what they
-    evict is no longer certain), so no peer forwards a job here for an evicted model.
+    A job that runs here cold is announced first: this process advertises what will be
+    resident once it has loaded the job's models (`ResidentModels.refs_after_loading`:
+    the least recently used ones it will evict are left out), so no peer forwards a job
+    here for an evicted model, nor keeps one away for a model that stays.
 
     Best effort: when Redis fails meanwhile the job runs here (a message forwarded all
     the same meets this attempt's claim there, and is acked).
@@ -100,11 +101,21 @@ def forward(rt: Runtime, job: Job, worker: str) -> str | None:
     try:
         target = _forward_to_peer(rt, job, worker, refs, here) if on else None
         if target is None:
-            _publish(rt, worker, refs)
+            _publish(rt, worker, _after_loading(rt, refs, job.mode))
     except RedisError:
         log.warning("job %s: not forwarded (Redis failed); it runs here", job.id, exc_info=True)
         return None
     return target
+
+
+def _after_loading(rt: Runtime, refs: list[str], lane: Lane) -> list[str]:
+    models = rt.loaded_models()
+    if models is None:
+        return refs
+    try:
+        return models.refs_after_loading(refs, lane)
+    except DarkroomError:  # not published, or not for this tier: the render will say so
+        return refs
 
 
 def _forward_to_peer(rt: Runtime, job: Job, worker: str, refs: list[str], here: int) -> str | None:

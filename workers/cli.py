@@ -96,6 +96,11 @@ def worker(
         if probe:
             sys.exit(probes.probe(settings, name))
         sys.exit(probes.drain(settings, name, drain_timeout or settings.shutdown_grace()))
+    # torch's OpenMP threads spin while they wait for work (OMP_WAIT_POLICY=ACTIVE): two
+    # worker processes on one host (lanes, prefork children, tiers) then burn each
+    # other's cores. Measured with bench.affinity (2 workers on 2 cores, 80 tiny jobs):
+    # 303 s spinning, 4.8 s passive. A value the operator set wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         settings = load_settings()
         from workers.gpu import choose_tier

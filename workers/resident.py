@@ -153,6 +153,35 @@ class ResidentModels:
             named = [(ref, r.manifest.ref) for ref, r in self._resolved.items()]
             return [ref for key in loaded for ref, name in named if key.startswith(f"{name}:")]
 
+    def refs_after_loading(self, refs: Sequence[str], lane: Lane | str = Lane.FINAL) -> list[str]:
+        """The refs (as `resident_refs` names them, plus `refs`) that will be resident
+        once `refs` are loaded: least recently used ones out while the manifests' memory
+        exceeds the budget, as `get` will do. What a worker advertises when it starts a
+        job it must load for.
+
+        Raises:
+            ModelUnavailable: one of `refs` is not published in the store.
+        """
+        with self._lock:
+            order = list(self._resident)  # least recently used first
+            memory = {key: r.memory_gb for key, r in self._resident.items()}
+            keys_of: dict[str, str] = {}
+            for ref in refs:
+                manifest = self._resolve(ref)
+                variant = manifest.variant_for(self.tier, self.preferred.get(str(Lane(lane)), []))
+                key = keys_of[ref] = f"{manifest.ref}:{variant.name}"
+                if key in memory:
+                    order.remove(key)
+                else:
+                    memory[key] = variant.memory_gb
+                    while order and sum(memory[k] for k in order) + memory[key] > self.budget_gb:
+                        order.pop(0)
+                order.append(key)
+            named = [(ref, r.manifest.ref) for ref, r in self._resolved.items()]
+            after = [ref for key in reversed(order) for ref, name in named
+                     if key.startswith(f"{name}:")]  # fmt: skip
+            return [*refs, *(ref for ref in after if ref not in refs)]
+
     def local_path(self, ref: str) -> Path:
         """The verified local folder of `ref` (name, name@version or name@alias), pulled
         into this machine's cache if it is not there yet.

@@ -157,3 +157,19 @@ def test_the_int8_weight_only_variant_loads_and_runs_on_cpu(
     assert full.size == quantized.size
     assert not np.array_equal(np.asarray(full), np.asarray(quantized))
     int8.clear()
+
+
+def test_what_will_be_resident_after_a_load_leaves_out_what_it_evicts(
+    tiny_models: Any, big_models: list[str]
+) -> None:
+    """What a worker advertises when it starts a job it must load for (model-aware
+    claiming): the job's models, and those of the resident ones that stay."""
+    a, b, c = big_models
+    models = ResidentModels(tiny_models.store, "a10", "cpu", budget_gb=25)  # room for two
+    models.get(a)
+    models.get(b)
+    assert models.refs_after_loading([a]) == [a, b]  # resident already: nothing leaves
+    assert models.refs_after_loading([c]) == [c, b]  # a, least recently used, would go
+    assert models.resident() == [f"{b}:fp32", f"{a}:fp32"], "predicting loads nothing"
+    models.get(c)
+    assert models.resident_refs() == [c, b]
