@@ -92,8 +92,12 @@ class Settings(BaseSettings):
     max_overtakes: int = Field(
         4, ge=1, description="previews that may run between two steps of a final render"
     )
-    preview_batch_ms: float = Field(
-        5.0, ge=0, le=1000, description="micro-batch window for same-model previews; 0: off"
+    preview_batch_ms: float | None = Field(
+        None,
+        ge=0,
+        le=1000,
+        description="micro-batch window for same-model previews; 0: off; "
+        "None: 5 ms on a GPU worker, off on CPU (no gain measured there)",
     )
 
     # Models: the store they are published to, and each worker's pull-through cache.

@@ -159,7 +159,7 @@ def runtime(settings: Settings, tier: Tier, slots: int = 1, *, both_lanes: bool 
         store = JobStore(redis, keys, ttl_s=settings.job_ttl_s)
         steps = StepScheduler(settings.max_overtakes) if both_lanes else None
         rt = Runtime(settings, tier, redis, store, keys, slots=slots, steps=steps)
-        if both_lanes and settings.preview_batch_ms > 0:
+        if both_lanes and settings.preview_batch_ms:
             # previews run on the threads of `preview_slots`: no more can meet in a batch
             rt.batcher = MicroBatcher(
                 settings.preview_batch_ms / 1000,
