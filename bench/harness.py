@@ -67,9 +67,17 @@ class Lab:
         **env: str,
     ) -> subprocess.Popen[bytes]:
         name = name or f"bench-{lane}-{len(self.procs)}"
-        log = (self.tmp / f"{name}.log").open("wb")
+        argv = worker_argv(tier, lane, concurrency, name=name, loglevel="warning")
+        return self.start(argv, name, [name], **env)
+
+    def start(
+        self, argv: list[str], log_name: str, beating: Sequence[str], **env: str
+    ) -> subprocess.Popen[bytes]:
+        """Start `argv` in its own session (log: `<tmp>/<log_name>.log`), stopped with the
+        lab; wait until a worker beats under each name prefix in `beating`."""
+        log = (self.tmp / f"{log_name}.log").open("wb")
         proc = subprocess.Popen(
-            worker_argv(tier, lane, concurrency, name=name, loglevel="warning"),
+            argv,
             cwd=ROOT,
             env=self.env(**env),
             stdout=log,
@@ -77,7 +85,8 @@ class Lab:
             start_new_session=True,
         )
         self.procs.append(proc)
-        wait_until_beating(self.client, Keyspace(), name, proc=proc)
+        for prefix in beating:
+            wait_until_beating(self.client, Keyspace(), prefix, proc=proc, timeout_s=90)
         return proc
 
     def stop(self, proc: subprocess.Popen[bytes]) -> None:

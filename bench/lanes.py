@@ -34,7 +34,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from bench.harness import ROOT, Lab, lab, percentile, table
+from bench.harness import Lab, lab, percentile, table
 from bench.queue import write_image
 from jobs.schema import Job, Lane, OutputSpec, Recipe, Step
 from jobs.settings import Settings
@@ -43,7 +43,7 @@ from transport.keyspace import Keyspace
 from transport.store import JobRecord, JobStore, Submission
 from workers.affinity import resident_bytes_of
 from workers.cli import worker_argv
-from workers.heartbeat import live_workers, wait_until_beating
+from workers.heartbeat import live_workers
 
 TIER = "a10"
 MODEL = "kontext-wide"
@@ -140,19 +140,7 @@ LAYOUTS = (
 
 
 def start(here: Lab, layout: Layout, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    log = (here.tmp / f"{layout.key}.log").open("wb")
-    proc = subprocess.Popen(
-        layout.argv(),
-        cwd=ROOT,
-        env=here.env(**env),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    here.procs.append(proc)
-    for name in layout.beating:
-        wait_until_beating(here.client, Keyspace(), name, proc=proc, timeout_s=90)
-    return proc
+    return here.start(layout.argv(), layout.key, layout.beating, **env)
 
 
 def plain_worker(name: str) -> None:
