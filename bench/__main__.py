@@ -20,6 +20,8 @@ CPU = {
     "portrait": "face analysis, skin_smooth, remove_background, portrait_retouch",
     "models": "cold load vs warm call; resident cache under a mixed stream",
     "affinity": "model-aware claiming vs LRU alone: reloads and latency, 2 workers x 3 models",
+    "lanes": "one card, two lanes: split processes vs the step scheduler vs a plain worker",
+    "preview_batch": "micro-batched vs single previews, bursts of 1, 2 and 4",
     "identity": "identity_portrait per stage at tiny size",
     "multi_identity": "multi_identity per stage at tiny size, two people",
     "autoscale_sim": "autoscaler vs static pools on a synthetic day",
