@@ -45,8 +45,8 @@ class StepHook:
         self.ctx.progress(min(1.0, (step + 1) / total))
         if self.ctx.should_stop():
             raise JobCanceled(f"canceled after denoising step {step + 1} of {total}")
-        if step + 1 < total:
-            self.ctx.between_steps()
+        # after the last step too: the VAE decode that follows is a step of its own
+        self.ctx.between_steps()
         return tensors
 
 
