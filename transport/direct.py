@@ -15,12 +15,17 @@ counts the registered direct queues as places a message can be.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from transport.keyspace import Keyspace
-from transport.messages import PRIORITY_STEPS, priority_list, priority_lists, render_message
+from transport.messages import (
+    PRIORITY_STEPS,
+    message_id,
+    priority_list,
+    priority_lists,
+    render_message,
+)
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -141,15 +146,8 @@ def return_direct(redis: Redis, keys: Keyspace, live: Collection[str]) -> list[s
             continue
         shared = [priority_list(queue, p) for p in PRIORITY_STEPS]
         items = script(keys=[keys.direct_queues(), *priority_lists(name), *shared], args=[name])
-        moved += [_message_id(item) for item in items]
+        moved += [message_id(item) or "" for item in items]
     return moved
-
-
-def _message_id(raw: bytes | str) -> str:
-    try:
-        return str(json.loads(raw)["headers"]["id"])
-    except (ValueError, KeyError, TypeError):
-        return ""
 
 
 def _text(value: bytes | str) -> str:

@@ -17,13 +17,12 @@ runs only after Redis was unreachable, and once when a sweeping worker starts.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from transport.direct import direct_queues
 from transport.keyspace import Keyspace
-from transport.messages import UNACKED_HASH, decode_unacked, priority_lists
+from transport.messages import UNACKED_HASH, decode_unacked, message_id, priority_lists
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -72,8 +71,7 @@ def messages_present(redis: Redis, keys: Keyspace, queues: Iterable[str]) -> set
     present: set[str] = set()
     for queue in set(queues) | set(direct_queues(redis, keys)):
         for key in priority_lists(queue):
-            for raw in redis.lrange(key, 0, -1):
-                present.add(_message_id(raw))
+            present.update(filter(None, map(message_id, redis.lrange(key, 0, -1))))
     for raw in redis.hvals(UNACKED_HASH):
         job_id, _queue = decode_unacked(raw)
         if job_id:
@@ -83,13 +81,6 @@ def messages_present(redis: Redis, keys: Keyspace, queues: Iterable[str]) -> set
         members: Any = redis.zrange(keys.intake(name), 0, -1)
         present.update(m.decode() if isinstance(m, bytes) else str(m) for m in members)
     return present
-
-
-def _message_id(raw: bytes | str) -> str:
-    try:
-        return str(json.loads(raw)["headers"]["id"])
-    except (ValueError, KeyError, TypeError):
-        return ""
 
 
 def lost_queued(redis: Redis, keys: Keyspace, held: set[str]) -> dict[str, str]:

@@ -84,6 +84,18 @@ def render_message(job_id: str, job: dict[str, object], queue: str, priority: in
     )
 
 
+def message_id(raw: bytes | str | None) -> str | None:
+    """The task (job) id of a message as it sits on a queue list, or None when `raw` is
+    missing or not a Celery message."""
+    if raw is None:
+        return None
+    try:
+        job_id = json.loads(raw)["headers"]["id"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return job_id if isinstance(job_id, str) else None
+
+
 def decode_unacked(raw: bytes | str) -> tuple[str | None, str | None]:
     """(task id, routing key) of an entry of kombu's unacked hash, or Nones."""
     try:

@@ -185,16 +185,16 @@ def publish_resident(rt: Runtime, hostname: str) -> None:
     """
     models = rt.loaded_models()
     if models is not None:
-        _publish(rt, hostname, models.resident_refs(), models.resident_bytes())
+        _publish(rt, hostname, models.resident_refs())
 
 
-def _publish(rt: Runtime, hostname: str, refs: list[str], size: int | None = None) -> None:
-    """Record this process's resident refs (and their measured bytes, when known)."""
-    key, pid = rt.keys.resident(hostname), str(os.getpid())
-    if size is None:  # keep what was measured last
-        before = rt.redis.hget(key, pid)
-        size = int(json.loads(before).get("bytes", 0)) if before else 0
-    rt.redis.hset(key, pid, json.dumps({"refs": refs, "bytes": size}))
+def _publish(rt: Runtime, hostname: str, refs: list[str]) -> None:
+    """Record this process's advertised refs and the measured bytes of what it holds."""
+    models = rt.loaded_models()
+    size = models.resident_bytes() if models is not None else 0
+    rt.redis.hset(
+        rt.keys.resident(hostname), str(os.getpid()), json.dumps({"refs": refs, "bytes": size})
+    )
     _patch_beat(rt.redis, rt.keys.worker(hostname), resident_of(rt.redis, rt.keys, hostname))
 
 

@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,9 +111,7 @@ class ResidentModels:
                 memory budget, or loading it ran out of GPU memory.
         """
         with self._lock:
-            manifest = self._resolve(ref)
-            variant = manifest.variant_for(self.tier, self.preferred.get(str(Lane(lane)), []))
-            key = f"{manifest.ref}:{variant.name}"
+            manifest, variant, key = self._variant(ref, lane)
             self._pins.setdefault(threading.get_ident(), set()).add(key)
             found = self._resident.get(key)
             if found is not None:
@@ -141,17 +139,13 @@ class ResidentModels:
             ModelUnavailable: `ref` is not published in the store.
         """
         with self._lock:
-            manifest = self._resolve(ref)
-            variant = manifest.variant_for(self.tier, self.preferred.get(str(Lane(lane)), []))
-            return f"{manifest.ref}:{variant.name}" in self._resident
+            return self._variant(ref, lane)[2] in self._resident
 
     def resident_refs(self) -> list[str]:
         """The refs jobs asked for (as they named them: `kontext@stable`) whose model is
         loaded now, most recently used first: what a worker advertises in its heartbeat."""
         with self._lock:
-            loaded = list(reversed(self._resident))
-            named = [(ref, r.manifest.ref) for ref, r in self._resolved.items()]
-            return [ref for key in loaded for ref, name in named if key.startswith(f"{name}:")]
+            return self._refs_of(reversed(self._resident))
 
     def refs_after_loading(self, refs: Sequence[str], lane: Lane | str = Lane.FINAL) -> list[str]:
         """The refs (as `resident_refs` names them, plus `refs`) that will be resident
@@ -165,11 +159,8 @@ class ResidentModels:
         with self._lock:
             order = list(self._resident)  # least recently used first
             memory = {key: r.memory_gb for key, r in self._resident.items()}
-            keys_of: dict[str, str] = {}
             for ref in refs:
-                manifest = self._resolve(ref)
-                variant = manifest.variant_for(self.tier, self.preferred.get(str(Lane(lane)), []))
-                key = keys_of[ref] = f"{manifest.ref}:{variant.name}"
+                _, variant, key = self._variant(ref, lane)
                 if key in memory:
                     order.remove(key)
                 else:
@@ -177,9 +168,7 @@ class ResidentModels:
                     while order and sum(memory[k] for k in order) + memory[key] > self.budget_gb:
                         order.pop(0)
                 order.append(key)
-            named = [(ref, r.manifest.ref) for ref, r in self._resolved.items()]
-            after = [ref for key in reversed(order) for ref, name in named
-                     if key.startswith(f"{name}:")]  # fmt: skip
+            after = self._refs_of(reversed(order))
             return [*refs, *(ref for ref in after if ref not in refs)]
 
     def local_path(self, ref: str) -> Path:
@@ -210,6 +199,18 @@ class ResidentModels:
         with self._lock:
             while self._resident:
                 self._evict_oldest()
+
+    def _variant(self, ref: str, lane: Lane | str) -> tuple[Manifest, Variant, str]:
+        """`ref`'s manifest, its variant for this tier and `lane`, and its cache key
+        `name@version:variant`."""
+        manifest = self._resolve(ref)
+        variant = manifest.variant_for(self.tier, self.preferred.get(str(Lane(lane)), []))
+        return manifest, variant, f"{manifest.ref}:{variant.name}"
+
+    def _refs_of(self, keys: Iterable[str]) -> list[str]:
+        """The refs jobs named (`kontext@stable`) that resolved to `keys`, in their order."""
+        named = [(ref, r.manifest.ref) for ref, r in self._resolved.items()]
+        return [ref for key in keys for ref, name in named if key.startswith(f"{name}:")]
 
     def _resolve(self, ref: str) -> Manifest:
         # Aliases move (promote, rollback): re-read them now and then, not on every job.

@@ -43,10 +43,10 @@ class Runtime:
     steps: StepScheduler | None = None
     """The card's step scheduler when this process serves both lanes (`workers.steps`)."""
     batcher: MicroBatcher | None = None
+    """Joins same-model previews into one batch (`settings.preview_batch_ms` > 0, both lanes)."""
     previews_in_hand: int = 0
     """Preview jobs this process's threads are running now (`holding_job`)."""
     _in_hand: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    """Joins same-model previews into one batch (`settings.preview_batch_ms` > 0, both lanes)."""
     _models: ResidentModels | None = field(default=None, repr=False)
     _store: ModelStore | None = field(default=None, repr=False)
     _attempts: Attempts | None = field(default=None, repr=False)

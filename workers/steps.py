@@ -99,15 +99,13 @@ class StepScheduler:
         (seconds): from now on it holds it like a final (a final waiting between two
         steps is not kept waiting for a load). No-op for any other thread."""
         me = threading.get_ident()
-        with self._cond:
+        with self._cond:  # give the card back as a preview...
             if me not in self._preview_threads:
                 return
-        # give the card back as a preview, take it again as a final
-        with self._cond:
             self._preview_threads.discard(me)
             self._previews_running -= 1
             self._cond.notify_all()
-        self._start_final()
+        self._start_final()  # ...and take it again as a final
 
     def between_steps(self) -> float:
         """Called by a final's thread between two of its steps: run waiting previews

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from transport.depths import queue_depths, unacked_jobs
 from transport.keyspace import Keyspace
-from transport.messages import priority_lists
+from transport.messages import message_id, priority_lists
 from workers.autoscale.controller import QueueSample
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def oldest_ages(
     owners: list[tuple[str, str]] = []
     for i, queue in enumerate(queues):
         for raw in tails[i * per : (i + 1) * per]:
-            job_id = _message_id(raw)
+            job_id = message_id(raw)
             if job_id:
                 owners.append((queue, job_id))
     pipe = redis.pipeline(transaction=False)
@@ -61,16 +61,6 @@ def oldest_ages(
         if queued_at:
             ages[queue] = max(ages.get(queue, 0.0), now - float(queued_at))
     return ages
-
-
-def _message_id(raw: bytes | None) -> str | None:
-    if raw is None:
-        return None
-    try:
-        job_id = json.loads(raw)["headers"]["id"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return job_id if isinstance(job_id, str) else None
 
 
 def workers_per_queue(redis: Redis, keys: Keyspace, queues: Sequence[str]) -> dict[str, int]:
